@@ -1,0 +1,41 @@
+# acr_plugin developer commands. Every target creates/reuses the local .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.acr_plugin-installed
+WORK_DIR ?= work_dirs/demo
+DEMO_CONFIG ?= configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast lint demo bench clean
+
+$(STAMP): requirements/runtime.txt requirements/tests.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# All tests, the slow end-to-end ones included. pytest exits 5 when it
+# collected nothing: that is an error here, never a green run.
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check acr_plugin tools tests benchmarks
+
+demo: $(STAMP)
+	bash tools/demo.sh $(DEMO_CONFIG) $(WORK_DIR)
+
+bench: $(STAMP)
+	$(PY) benchmarks/vit_cam_synthetic.py
+
+clean:
+	rm -rf work_dirs .pytest_cache .ruff_cache

@@ -1,0 +1,35 @@
+"""Names of the WSSS-specific fields that travel through pipelines and samples.
+
+* ``img_labels``: image-level multi-hot labels over the *foreground* classes
+  (segmentation class ``k`` >= 1 is position ``k - 1``). In a pipeline's
+  ``results`` dict it is a ``np.ndarray`` of shape ``(C,)`` and dtype float32; in a
+  ``SegDataSample`` it is a data field holding a float ``torch.Tensor`` ``(C,)``.
+* ``gt_part_map``: synthetic-data part map (0 background, 1 body, 2 head),
+  a ``(H, W)`` uint8 array in ``results`` (listed in ``seg_fields`` so geometric
+  transforms move it with the mask) and a ``PixelData`` in a ``SegDataSample``.
+"""
+import torch
+
+IMG_LABELS = 'img_labels'
+PART_MAP = 'gt_part_map'
+
+#: values of the part map
+PART_BACKGROUND, PART_BODY, PART_HEAD = 0, 1, 2
+
+
+def stack_img_labels(data_samples) -> torch.Tensor:
+    """Stack the ``img_labels`` of a batch into a ``(B, C)`` float tensor.
+
+    Raises:
+        KeyError: if a sample carries no image-level labels (the pipeline lacks
+            ``DeriveImageLabels``/``LoadImageLabels`` + ``PackWSSSInputs``).
+    """
+    labels = []
+    for i, sample in enumerate(data_samples):
+        if IMG_LABELS not in sample:
+            raise KeyError(
+                f'data sample {i} has no "{IMG_LABELS}" field: add '
+                'DeriveImageLabels or LoadImageLabels before PackWSSSInputs '
+                'in the pipeline')
+        labels.append(sample.get(IMG_LABELS).float())
+    return torch.stack(labels)

@@ -1,0 +1,37 @@
+"""Installation script of acr_plugin."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+
+def read_version() -> str:
+    """Read ``__version__`` from ``acr_plugin/version.py`` without importing."""
+    scope: dict = {}
+    with open(osp.join(osp.dirname(__file__), 'acr_plugin', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+def read_requirements(name: str) -> list:
+    """Return the requirement lines of ``requirements/<name>.txt``."""
+    path = osp.join(osp.dirname(__file__), 'requirements', f'{name}.txt')
+    with open(path) as f:
+        lines = (line.split('#')[0].strip() for line in f)
+        return [line for line in lines if line]
+
+
+setup(
+    name='acr_plugin',
+    version=read_version(),
+    description='All-pairs consistency regularisation (ACR) for weakly '
+    'supervised semantic segmentation, as an mmsegmentation 1.x plug-in',
+    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools',
+                                    'benchmarks')),
+    python_requires='>=3.10',
+    install_requires=read_requirements('runtime'),
+    extras_require=dict(tests=read_requirements('tests')),
+    license='Apache-2.0',
+    zip_safe=False,
+)
