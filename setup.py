@@ -1,4 +1,5 @@
 """Installation script of acr_plugin."""
+
 import os.path as osp
 
 from setuptools import find_packages, setup
@@ -10,6 +11,11 @@ def read_version() -> str:
     with open(osp.join(osp.dirname(__file__), 'acr_plugin', 'version.py')) as f:
         exec(f.read(), scope)
     return scope['__version__']
+
+
+def read_readme() -> str:
+    with open(osp.join(osp.dirname(__file__), 'README.md')) as f:
+        return f.read()
 
 
 def read_requirements(name: str) -> list:
@@ -25,10 +31,11 @@ setup(
     version=read_version(),
     description='All-pairs consistency regularisation (ACR) for weakly '
     'supervised semantic segmentation, as an mmsegmentation 1.x plug-in',
-    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read(),
+    long_description=read_readme(),
     long_description_content_type='text/markdown',
-    packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools',
-                                    'benchmarks')),
+    packages=find_packages(
+        exclude=('tests', 'tests.*', 'configs', 'tools', 'benchmarks')
+    ),
     python_requires='>=3.10',
     install_requires=read_requirements('runtime'),
     extras_require=dict(tests=read_requirements('tests')),

@@ -5,6 +5,7 @@ config only needs::
 
     custom_imports = dict(imports=['acr_plugin'], allow_failed_imports=False)
 """
+
 from . import datasets, engine, evaluation, models  # noqa: F401 (registration)
 from .version import __version__
 

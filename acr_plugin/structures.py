@@ -8,6 +8,7 @@
   a ``(H, W)`` uint8 array in ``results`` (listed in ``seg_fields`` so geometric
   transforms move it with the mask) and a ``PixelData`` in a ``SegDataSample``.
 """
+
 import torch
 
 IMG_LABELS = 'img_labels'
@@ -30,6 +31,7 @@ def stack_img_labels(data_samples) -> torch.Tensor:
             raise KeyError(
                 f'data sample {i} has no "{IMG_LABELS}" field: add '
                 'DeriveImageLabels or LoadImageLabels before PackWSSSInputs '
-                'in the pipeline')
+                'in the pipeline'
+            )
         labels.append(sample.get(IMG_LABELS).float())
     return torch.stack(labels)

@@ -1,11 +1,11 @@
 """Evaluate a checkpoint with an mmseg/acr_plugin config (mmseg's CLI)."""
+
 import argparse
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
-
 from mmseg.registry import RUNNERS
 
 
@@ -15,25 +15,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='directory for the evaluation logs')
     parser.add_argument(
-        '--out', help='directory where predicted masks are written as PNGs')
+        '--out', help='directory where predicted masks are written as PNGs'
+    )
+    parser.add_argument('--show', action='store_true', help='show results in a window')
     parser.add_argument(
-        '--show', action='store_true', help='show results in a window')
+        '--show-dir', help='directory where painted predictions are saved'
+    )
     parser.add_argument(
-        '--show-dir', help='directory where painted predictions are saved')
-    parser.add_argument(
-        '--wait-time', type=float, default=2, help='seconds per shown image')
+        '--wait-time', type=float, default=2, help='seconds per shown image'
+    )
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override config keys, e.g. test_evaluator.bg_thr=0.4')
+        help='override config keys, e.g. test_evaluator.bg_thr=0.4',
+    )
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
-        help='job launcher')
-    parser.add_argument(
-        '--tta', action='store_true', help='use the config\'s tta_model')
+        help='job launcher',
+    )
+    parser.add_argument('--tta', action='store_true', help="use the config's tta_model")
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -46,7 +49,8 @@ def enable_visualisation(cfg: Config, args: argparse.Namespace) -> None:
     if 'visualization' not in hooks:
         raise KeyError(
             '--show/--show-dir need default_hooks.visualization '
-            '(a SegVisualizationHook) in the config')
+            '(a SegVisualizationHook) in the config'
+        )
     hook = hooks['visualization']
     hook['draw'] = True
     if args.show:
@@ -84,8 +88,7 @@ def main() -> None:
             evaluator['output_dir'] = args.out
             evaluator['keep_results'] = True
 
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()
 
 

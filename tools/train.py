@@ -1,4 +1,5 @@
 """Train a segmentor with an mmseg/acr_plugin config (mmseg's CLI)."""
+
 import argparse
 import logging
 import os
@@ -7,7 +8,6 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
-
 from mmseg.registry import RUNNERS
 
 
@@ -18,20 +18,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--resume',
         action='store_true',
-        help='resume from the latest checkpoint in the work dir')
-    parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision')
+        help='resume from the latest checkpoint in the work dir',
+    )
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
         help='override config keys, e.g. train_cfg.max_iters=100 '
-        'model.backbone.init_cfg=None')
+        'model.backbone.init_cfg=None',
+    )
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
-        help='job launcher')
+        help='job launcher',
+    )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -53,18 +55,21 @@ def main() -> None:
     if args.amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper == 'AmpOptimWrapper':
-            print_log('AMP is already on in the config.', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                'AMP is already on in the config.',
+                logger='current',
+                level=logging.WARNING,
+            )
         elif wrapper != 'OptimWrapper':
             raise ValueError(
-                f'--amp needs optim_wrapper.type "OptimWrapper", got "{wrapper}"')
+                f'--amp needs optim_wrapper.type "OptimWrapper", got "{wrapper}"'
+            )
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.resume = args.resume
 
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 
 

@@ -1,0 +1,136 @@
+"""Pure tensor operations on class activation maps (CAMs).
+
+Conventions: ``cams`` are ``(B, C, H, W)`` over the C *foreground* classes;
+``labels`` are ``(B, C)`` multi-hot; seg logits are ``(B, C + 1, H, W)`` with the
+background score as channel 0 (mmseg's class 0).
+"""
+
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def cam_from_patch_tokens(
+    patch_map: Tensor, weight: Tensor, bias: Optional[Tensor] = None
+) -> Tensor:
+    """Apply a linear classifier to every patch token: ``CAM = W F``.
+
+    Args:
+        patch_map (Tensor): Patch tokens ``(B, D, h, w)``.
+        weight (Tensor): Classifier weight ``(C, D)`` or ``(C, D, 1, 1)``.
+        bias (Tensor, optional): Classifier bias ``(C,)``. Defaults to None.
+
+    Returns:
+        Tensor: Raw (un-rectified) CAMs ``(B, C, h, w)``.
+    """
+    if weight.dim() == 4:
+        weight = weight.flatten(1)
+    cams = torch.einsum('bdhw,cd->bchw', patch_map, weight)
+    if bias is not None:
+        cams = cams + bias.view(1, -1, 1, 1)
+    return cams
+
+
+def global_pool(cams: Tensor, mode: str = 'max', topk: float = 0.1) -> Tensor:
+    """Pool ``(B, C, h, w)`` score maps to ``(B, C)`` logits.
+
+    Args:
+        cams (Tensor): Score maps.
+        mode (str): ``'max'``, ``'avg'`` or ``'topk'`` (mean of the top
+            ``topk`` fraction of positions). Defaults to ``'max'``.
+        topk (float): Fraction of positions for ``'topk'``. Defaults to 0.1.
+    """
+    flat = cams.flatten(2)
+    if mode == 'max':
+        return flat.amax(dim=2)
+    if mode == 'avg':
+        return flat.mean(dim=2)
+    if mode == 'topk':
+        k = max(1, int(round(flat.shape[2] * topk)))
+        return flat.topk(k, dim=2).values.mean(dim=2)
+    raise ValueError(f'unknown pooling mode "{mode}" (max, avg or topk)')
+
+
+def minmax_normalize(cams: Tensor, eps: float = 1e-5) -> Tensor:
+    """Per-image, per-class min-max normalisation to [0, 1].
+
+    Args:
+        cams (Tensor): ``(B, C, H, W)`` maps.
+        eps (float): Added to the range. Defaults to 1e-5.
+    """
+    flat = cams.flatten(2)
+    low = flat.amin(dim=2)[..., None, None]
+    high = flat.amax(dim=2)[..., None, None]
+    return (cams - low) / (high - low + eps)
+
+
+def cams_to_seg_logits(
+    cams: Tensor, bg_thr: float, labels: Optional[Tensor] = None
+) -> Tensor:
+    """Turn normalised CAMs into ``(B, C + 1, H, W)`` seg logits.
+
+    Channel 0 is the constant background score ``bg_thr``; classes absent from
+    ``labels`` (when given) are zeroed so they can never win the argmax.
+    """
+    if labels is not None:
+        cams = cams * labels[:, :, None, None].to(cams.dtype)
+    background = cams.new_full((cams.shape[0], 1, *cams.shape[2:]), bg_thr)
+    return torch.cat([background, cams], dim=1)
+
+
+def multi_scale_flip_cams(
+    cam_fn: Callable[[Tensor], Tensor],
+    inputs: Tensor,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = True,
+    flip_merge: str = 'max',
+    align_corners: bool = False,
+) -> Tensor:
+    """Test-time augmented CAMs at the input resolution.
+
+    For each scale the input is resized (bilinear), ``cam_fn`` gives raw CAMs,
+    they are resized back to the input size; with ``flip`` the mirrored input's
+    CAMs are mirrored back and merged with the plain ones by ``flip_merge``
+    (``'max'``, as ToCo, or ``'sum'``). Each map is rectified (ReLU) and the
+    scales are summed.
+
+    Args:
+        cam_fn (callable): ``(B, 3, h, w) -> (B, C, h', w')`` raw CAMs.
+        inputs (Tensor): Normalised images ``(B, 3, H, W)``.
+        scales (Sequence[float]): Resize factors. Defaults to ``(1.0,)``.
+        flip (bool): Add the horizontally flipped view. Defaults to True.
+        flip_merge (str): ``'max'`` or ``'sum'``. Defaults to ``'max'``.
+        align_corners (bool): For every bilinear resize. Defaults to False.
+
+    Returns:
+        Tensor: ``(B, C, H, W)`` non-negative CAMs (not normalised).
+    """
+    if flip_merge not in ('max', 'sum'):
+        raise ValueError(f'flip_merge must be "max" or "sum", got {flip_merge}')
+    size = inputs.shape[2:]
+    total = None
+    for scale in scales:
+        x = inputs
+        if scale != 1.0:
+            scaled = (int(round(size[0] * scale)), int(round(size[1] * scale)))
+            x = F.interpolate(
+                inputs, size=scaled, mode='bilinear', align_corners=align_corners
+            )
+        batch = torch.cat([x, x.flip(-1)]) if flip else x
+        cams = cam_fn(batch)
+        cams = F.interpolate(
+            cams, size=size, mode='bilinear', align_corners=align_corners
+        )
+        cams = F.relu(cams)
+        if flip:
+            plain, mirrored = cams.chunk(2)
+            mirrored = mirrored.flip(-1)
+            cams = (
+                torch.maximum(plain, mirrored)
+                if flip_merge == 'max'
+                else plain + mirrored
+            )
+        total = cams if total is None else total + cams
+    return total
