@@ -12,6 +12,8 @@
 import torch
 
 IMG_LABELS = 'img_labels'
+#: image-level logits ``(C,)`` written by a WSSS segmentor's ``predict``
+PRED_IMG_LOGITS = 'pred_img_logits'
 PART_MAP = 'gt_part_map'
 
 #: values of the part map

@@ -1,6 +1,27 @@
+from .acr_terms import (
+    affinity_term,
+    cam_term,
+    class_row_term,
+    elementwise_distance,
+    normalize_cams,
+    patch_row_entropy,
+    symmetric_kl_rows,
+)
+from .all_pairs_consistency_loss import AllPairsConsistencyLoss
 from .multilabel_soft_margin_loss import (
     MultiLabelSoftMarginLoss,
     multilabel_soft_margin,
 )
 
-__all__ = ['MultiLabelSoftMarginLoss', 'multilabel_soft_margin']
+__all__ = [
+    'MultiLabelSoftMarginLoss',
+    'multilabel_soft_margin',
+    'AllPairsConsistencyLoss',
+    'affinity_term',
+    'cam_term',
+    'class_row_term',
+    'elementwise_distance',
+    'normalize_cams',
+    'patch_row_entropy',
+    'symmetric_kl_rows',
+]

@@ -8,7 +8,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from ...structures import IMG_LABELS, stack_img_labels
+from ...structures import IMG_LABELS, PRED_IMG_LOGITS, stack_img_labels
 from ..utils.cam_ops import (
     cam_from_patch_tokens,
     cams_to_seg_logits,
@@ -225,6 +225,15 @@ class ViTCAM(BaseSegmentor):
         labels = stack_img_labels(data_samples).to(inputs.device)
         return self.loss_by_outputs(self.forward_outputs(inputs), labels)
 
+    def loss_with_cams(
+        self, inputs: Tensor, data_samples: SampleList
+    ) -> Tuple[dict, Tensor]:
+        """:meth:`loss` plus the raw CAMs ``(B, C, h, w)`` of the same forward
+        (for the CAM-activation term of ``AllPairsConsistencyLoss``)."""
+        labels = stack_img_labels(data_samples).to(inputs.device)
+        outputs = self.forward_outputs(inputs)
+        return self.loss_by_outputs(outputs, labels), outputs['cams']
+
     # ------------------------------------------------------------ inference
     def logits(self, inputs: Tensor) -> Tensor:
         """Image-level logits: the token head's, else the patch head's."""
@@ -263,10 +272,14 @@ class ViTCAM(BaseSegmentor):
                     'test pipeline), or set model.test_cfg.use_labels=False'
                 )
             labels = stack_img_labels(data_samples).to(inputs.device)
+        img_logits = self.logits(inputs)
         seg_logits = cams_to_seg_logits(
             self.tta_cams(inputs), self.test_cfg['bg_thr'], labels
         )
-        return self.postprocess_result(seg_logits, data_samples)
+        results = self.postprocess_result(seg_logits, data_samples)
+        for sample, logits in zip(results, img_logits):
+            sample.set_data({PRED_IMG_LOGITS: logits})
+        return results
 
     def _forward(
         self, inputs: Tensor, data_samples: Optional[SampleList] = None

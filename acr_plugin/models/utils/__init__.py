@@ -1,3 +1,12 @@
+from .attention_capture import (
+    AttentionCapture,
+    AttentionSite,
+    attention_entropy,
+    find_attention_modules,
+    head_average,
+    probs_from_qk,
+)
+from .attention_capture_module import ViTAttentionCapture
 from .cam_ops import (
     cam_from_patch_tokens,
     cams_to_seg_logits,
@@ -5,11 +14,42 @@ from .cam_ops import (
     minmax_normalize,
     multi_scale_flip_cams,
 )
+from .view_alignment import (
+    TokenAlignment,
+    align_attention,
+    align_maps,
+    align_patch_tokens,
+    compose_alignments,
+    crop_alignment,
+    flip_alignment,
+    identity_alignment,
+    make_view,
+    photometric_jitter,
+    rescale_alignment,
+)
 
 __all__ = [
+    'AttentionCapture',
+    'AttentionSite',
+    'ViTAttentionCapture',
+    'attention_entropy',
+    'find_attention_modules',
+    'head_average',
+    'probs_from_qk',
     'cam_from_patch_tokens',
     'cams_to_seg_logits',
     'global_pool',
     'minmax_normalize',
     'multi_scale_flip_cams',
+    'TokenAlignment',
+    'align_attention',
+    'align_maps',
+    'align_patch_tokens',
+    'compose_alignments',
+    'crop_alignment',
+    'flip_alignment',
+    'identity_alignment',
+    'make_view',
+    'photometric_jitter',
+    'rescale_alignment',
 ]

@@ -7,6 +7,8 @@ data_preprocessor = dict(
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255,
+    # pad training batches to whole patches
+    size_divisor=8,
 )
 model = dict(
     type='ViTCAM',

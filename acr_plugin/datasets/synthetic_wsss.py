@@ -1,0 +1,222 @@
+"""The embedded synthetic WSSS benchmark as an mmseg dataset."""
+
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+
+from ..structures import IMG_LABELS, PART_MAP
+from .synthetic.generator import (
+    SyntheticSpec,
+    class_names,
+    class_palette,
+    load_or_generate,
+)
+
+#: BaseSegDataset arguments about files on disk: accepted and ignored
+_FILE_LAYOUT_ARGS = (
+    'ann_file',
+    'data_root',
+    'data_prefix',
+    'img_suffix',
+    'seg_map_suffix',
+    'backend_args',
+)
+
+
+@DATASETS.register_module()
+class SyntheticWSSSDataset(BaseSegDataset):
+    """Procedural body + head images, generated lazily per ``(seed, index)``.
+
+    Each object is a class-agnostic body plus a small class-specific head, so
+    classifiers only need the head and plain CAMs show partial activation (see
+    ``docs/synthetic-data.md``). Nothing is read from disk: the data list holds
+    only identifiers, and :meth:`get_data_info` renders the sample (or reads it
+    from ``cache_dir``). Every data info already holds what mmseg transforms
+    expect after ``LoadImageFromFile`` + ``LoadAnnotations``, so pipelines
+    start directly with geometric transforms:
+
+    - ``img``: ``H x W x 3`` uint8 in **BGR** order (as mmcv loads images).
+    - ``gt_seg_map``: ``H x W`` uint8, 0 background, ``1..C`` classes, 255
+      one-pixel boundary when ``boundary_ignore``.
+    - ``gt_part_map``: ``H x W`` uint8, 0 background, 1 body, 2 head.
+    - ``img_labels``: ``(C,)`` float32 multi-hot over the foreground classes.
+    - ``img_path`` / ``seg_map_path``: identifiers such as
+      ``'synthetic://wsss/seed0/000012'``; ``img_shape``, ``ori_shape``,
+      ``seg_fields=['gt_seg_map', 'gt_part_map']``, ``reduce_zero_label``,
+      ``label_map`` and ``sample_idx``.
+
+    ``gt_part_map`` is listed in ``seg_fields``, so mmseg's ``RandomFlip``,
+    ``Resize``, ``RandomResize`` and ``RandomCrop`` move it (nearest) with the
+    mask. They must be mmseg's versions: build pipelines under
+    ``default_scope='mmseg'`` (mmcv's ``RandomFlip``/``Resize`` only touch
+    ``gt_seg_map``).
+
+    ``indices`` selects samples of the split by their index, so a subset keeps
+    the samples' identities. Class remapping through ``metainfo`` is not
+    supported (``label_map`` is always None); ``metainfo`` may rename classes
+    or change the palette if it keeps ``num_classes + 1`` classes.
+
+    Args:
+        num_samples (int): Number of samples in the split. Defaults to 1000.
+        seed (int): Split seed (>= 0); train/val/test use different seeds.
+            Defaults to 0.
+        img_size (int | tuple[int, int]): Image size, int or ``(h, w)``
+            (32-96 tested). Defaults to 64.
+        num_classes (int, optional): Foreground classes. Defaults to None:
+            6 for ``design='wsss'``, 12 for ``design='pretrain'``.
+        max_objects (int): Most objects per image. Defaults to 3.
+        min_objects (int): Fewest objects per image. Defaults to 1.
+        boundary_ignore (bool): Mark a one-pixel object boundary with 255 in
+            ``gt_seg_map`` (VOC "void"). Defaults to False.
+        design (str): ``'wsss'`` (the benchmark) or ``'pretrain'`` (other head
+            shapes, hues and stripes, for synthetic classification
+            pretraining). Defaults to ``'wsss'``.
+        cache_dir (str, optional): Folder of an on-disk ``.npz`` cache (keyed
+            by every generator parameter, written atomically). Defaults to
+            None (no cache).
+        spec_overrides (dict, optional): Further :class:`SyntheticSpec` fields,
+            e.g. ``dict(noise_sigma=4.0)``. Defaults to None.
+        metainfo (dict, optional): Overrides of the class names / palette.
+            Defaults to None.
+        pipeline (list): Processing pipeline. Defaults to [].
+        **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments
+            (``indices``, ``serialize_data``, ``test_mode``, ``lazy_init``,
+            ``max_refetch``, ``filter_cfg``), plus ``ignore_index``. File
+            layout arguments (``ann_file``, ``data_root``, ``data_prefix``,
+            suffixes, ``backend_args``) are accepted and ignored.
+    """
+
+    METAINFO = dict(
+        classes=class_names('wsss', 6),
+        palette=class_palette('wsss', 6),
+    )
+
+    def __init__(
+        self,
+        num_samples: int = 1000,
+        seed: int = 0,
+        img_size: Union[int, Tuple[int, int]] = 64,
+        num_classes: Optional[int] = None,
+        max_objects: int = 3,
+        min_objects: int = 1,
+        boundary_ignore: bool = False,
+        design: str = 'wsss',
+        cache_dir: Optional[str] = None,
+        spec_overrides: Optional[dict] = None,
+        metainfo: Optional[dict] = None,
+        pipeline: Sequence[Union[dict, object]] = (),
+        **kwargs,
+    ) -> None:
+        for key in _FILE_LAYOUT_ARGS:
+            kwargs.pop(key, None)  # file-layout arguments: nothing to read
+        if kwargs.pop('reduce_zero_label', False):
+            raise ValueError(
+                'SyntheticWSSSDataset: reduce_zero_label=True is not supported '
+                '(label 0 is the background class)'
+            )
+        if num_samples < 0:
+            raise ValueError(
+                f'SyntheticWSSSDataset: num_samples must be >= 0, got {num_samples}'
+            )
+        if seed < 0:
+            raise ValueError(f'SyntheticWSSSDataset: seed must be >= 0, got {seed}')
+        try:
+            self.spec = SyntheticSpec(
+                img_size=img_size,
+                num_classes=num_classes,
+                min_objects=min_objects,
+                max_objects=max_objects,
+                design=design,
+                boundary_ignore=boundary_ignore,
+                **(spec_overrides or {}),
+            )
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'SyntheticWSSSDataset: {err}') from err
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.cache_dir = cache_dir
+
+        meta = dict(
+            classes=class_names(self.spec.design, self.spec.num_classes),
+            palette=class_palette(self.spec.design, self.spec.num_classes),
+        )
+        meta.update(metainfo or {})
+        if len(meta['classes']) != self.spec.num_classes + 1:
+            raise ValueError(
+                'SyntheticWSSSDataset: metainfo["classes"] must hold background '
+                f'+ {self.spec.num_classes} classes, got {len(meta["classes"])}'
+            )
+        if len(meta['palette']) != len(meta['classes']):
+            raise ValueError(
+                'SyntheticWSSSDataset: metainfo["palette"] must have one colour '
+                f'per class ({len(meta["classes"])}), got {len(meta["palette"])}'
+            )
+        super().__init__(metainfo=meta, pipeline=list(pipeline), **kwargs)
+
+    @classmethod
+    def get_label_map(cls, new_classes: Optional[Sequence] = None) -> None:
+        """No label remapping: the generator writes the final class ids."""
+        return None
+
+    def sample_id(self, index: int) -> str:
+        """Identifier of sample ``index`` of this split (used as a path)."""
+        return f'synthetic://{self.spec.design}/seed{self.seed}/{index:06d}'
+
+    def load_data_list(self) -> List[dict]:
+        """Light data infos (identifiers only); pixels come in get_data_info.
+
+        Returns:
+            list[dict]: One dict per sample with ``img_path``,
+            ``seg_map_path``, ``synthetic_index``, ``label_map``,
+            ``reduce_zero_label`` and ``seg_fields``.
+        """
+        data_list = []
+        for index in range(self.num_samples):
+            sample_id = self.sample_id(index)
+            data_list.append(
+                dict(
+                    img_path=sample_id,
+                    seg_map_path=sample_id,
+                    synthetic_index=index,
+                    label_map=self.label_map,
+                    reduce_zero_label=False,
+                    seg_fields=[],
+                )
+            )
+        return data_list
+
+    def get_data_info(self, idx: int) -> dict:
+        """Data info of position ``idx``, with the rendered sample.
+
+        Args:
+            idx (int): Position in the dataset (after ``indices``).
+
+        Returns:
+            dict: The data info described in the class docstring.
+        """
+        info = super().get_data_info(idx)
+        sample = self.render(info['synthetic_index'])
+        h, w = sample['gt_seg_map'].shape
+        info.update(
+            img=sample['img'],
+            gt_seg_map=sample['gt_seg_map'],
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            seg_fields=['gt_seg_map', PART_MAP],
+        )
+        info[PART_MAP] = sample['gt_part_map']
+        info[IMG_LABELS] = sample['img_labels']
+        return info
+
+    def render(self, index: int) -> Dict[str, np.ndarray]:
+        """Sample ``index`` of the split as numpy arrays (cached if enabled).
+
+        Args:
+            index (int): Sample index within the split (not the position).
+
+        Returns:
+            dict: ``img`` (BGR), ``gt_seg_map``, ``gt_part_map``, ``img_labels``.
+        """
+        return load_or_generate(self.spec, self.seed, index, self.cache_dir)

@@ -1,0 +1,300 @@
+"""Tests of the WSSS transforms: DeriveImageLabels, LoadImageLabels, PackWSSSInputs."""
+
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.runner import Runner
+from mmengine.structures import BaseDataElement, PixelData
+from mmseg.registry import DATASETS, TRANSFORMS
+
+import acr_plugin  # noqa: F401 (registration)
+from acr_plugin.datasets.transforms import (
+    DeriveImageLabels,
+    LoadImageLabels,
+    PackWSSSInputs,
+)
+from acr_plugin.datasets.transforms.derive_image_labels import (
+    image_labels_from_seg_map,
+)
+from acr_plugin.datasets.transforms.load_image_labels import read_image_label_file
+from acr_plugin.structures import IMG_LABELS, PART_MAP
+
+
+def _reference_labels(seg_map, num_classes):
+    """Independent reference: loop over the classes, position k-1."""
+    return np.array(
+        [float((seg_map == k).any()) for k in range(1, num_classes + 1)],
+        dtype=np.float32,
+    )
+
+
+# ----------------------------------------------------------- DeriveImageLabels
+def test_image_labels_from_seg_map_matches_reference():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        seg = rng.choice([0, 1, 4, 7, 20, 255], size=(9, 11)).astype(np.uint8)
+        np.testing.assert_array_equal(
+            image_labels_from_seg_map(seg, 20), _reference_labels(seg, 20)
+        )
+
+
+def test_derive_image_labels_transform():
+    seg = np.zeros((6, 8), dtype=np.uint8)
+    seg[1:3, 1:3] = 3
+    seg[4:, 6:] = 20
+    seg[0, :] = 255
+    transform = TRANSFORMS.build(dict(type='DeriveImageLabels', num_classes=20))
+    out = transform(dict(gt_seg_map=seg, ori_shape=(6, 8), seg_map_path='a.png'))
+    labels = out[IMG_LABELS]
+    assert labels.dtype == np.float32 and labels.shape == (20,)
+    assert np.flatnonzero(labels).tolist() == [2, 19]
+    # background-only and ignore-only maps give no label
+    seg[:] = 0
+    seg[2, 2] = 255
+    out = transform(dict(gt_seg_map=seg))
+    assert not out[IMG_LABELS].any()
+
+
+def test_derive_image_labels_background_index():
+    seg = np.array([[0, 1], [2, 255]], dtype=np.uint8)
+    # background 2: ids 0, 1 are positions 0, 1
+    labels = image_labels_from_seg_map(seg, 2, background_index=2)
+    assert labels.tolist() == [1.0, 1.0]
+
+
+def test_derive_image_labels_errors():
+    transform = DeriveImageLabels(num_classes=20)
+    with pytest.raises(KeyError, match='LoadAnnotations.*x.jpg|x.jpg.*LoadAnn'):
+        transform(dict(img_path='x.jpg'))
+    bad = np.full((4, 4), 21, dtype=np.uint8)
+    with pytest.raises(ValueError, match=r'bad_mask\.png.*\[21\]'):
+        transform(dict(gt_seg_map=bad, seg_map_path='bad_mask.png'))
+    # a cropped mask no longer describes the whole image
+    with pytest.raises(ValueError, match='before any geometric transform'):
+        transform(
+            dict(
+                gt_seg_map=np.zeros((4, 4), np.uint8),
+                ori_shape=(8, 8),
+                img_path='crop.jpg',
+            )
+        )
+    with pytest.raises(ValueError):
+        DeriveImageLabels(num_classes=0)
+
+
+# ------------------------------------------------------------- LoadImageLabels
+def _write_label_files(tmp_path):
+    table = {
+        '2007_000032': np.eye(20, dtype=np.uint8)[[0, 14]].sum(0),
+        '2007_000039': np.eye(20, dtype=np.uint8)[19],
+        'empty_image': np.zeros(20, dtype=np.uint8),
+    }
+    npy = str(tmp_path / 'cls_labels.npy')
+    np.save(npy, table)
+    txt = str(tmp_path / 'cls_labels.txt')
+    with open(txt, 'w') as f:
+        f.write('# name then foreground ids\n')
+        f.write('2007_000032 1 15\n\n')
+        f.write('JPEGImages/2007_000039.jpg 20\n')
+        f.write('empty_image\n')
+    return table, npy, txt
+
+
+def test_load_image_labels_npy_and_txt_agree(tmp_path):
+    table, npy, txt = _write_label_files(tmp_path)
+    for label_file in (npy, txt):
+        transform = TRANSFORMS.build(
+            dict(type='LoadImageLabels', label_file=label_file, num_classes=20)
+        )
+        for name, expected in table.items():
+            img_path = osp.join('data', 'JPEGImages', name + '.jpg')
+            out = transform(dict(img_path=img_path))
+            assert out[IMG_LABELS].dtype == np.float32
+            np.testing.assert_array_equal(out[IMG_LABELS], expected.astype(np.float32))
+    # the returned vectors are copies: a pipeline may not corrupt the cache
+    out = transform(dict(img_path='2007_000032.jpg'))
+    out[IMG_LABELS][:] = 7
+    again = transform(dict(img_path='2007_000032.jpg'))
+    assert set(again[IMG_LABELS].tolist()) == {0.0, 1.0}
+
+
+def test_load_image_labels_cached_per_process(tmp_path):
+    _, npy, _ = _write_label_files(tmp_path)
+    first = read_image_label_file(npy, 20)
+    assert read_image_label_file(npy, 20) is first
+    # a rewritten file is read again
+    np.save(npy, {'only': np.ones(20)})
+    os.utime(npy, ns=(1, 10**9))
+    assert set(read_image_label_file(npy, 20)) == {'only'}
+
+
+def test_load_image_labels_errors(tmp_path):
+    _, npy, txt = _write_label_files(tmp_path)
+    transform = LoadImageLabels(npy, num_classes=20)
+    with pytest.raises(KeyError, match=r'not_listed.*cls_labels\.npy'):
+        transform(dict(img_path='JPEGImages/not_listed.jpg'))
+    missing = str(tmp_path / 'nope.npy')
+    with pytest.raises(FileNotFoundError, match='nope.npy'):
+        LoadImageLabels(missing, num_classes=20)
+    # wrong length: the file holds 20-vectors, the config says 21
+    with pytest.raises(ValueError, match=r'cls_labels\.npy.*2007_0000\d\d.*length 20'):
+        LoadImageLabels(npy, num_classes=21)
+    bad_txt = tmp_path / 'bad.txt'
+    bad_txt.write_text('img_a 3\nimg_b 0 2\n')
+    with pytest.raises(ValueError, match=r'bad\.txt, line 2 \(image "img_b"\)'):
+        LoadImageLabels(str(bad_txt), num_classes=20)
+    not_a_dict = str(tmp_path / 'array.npy')
+    np.save(not_a_dict, np.zeros((3, 20)))
+    with pytest.raises(ValueError, match='pickled dict'):
+        LoadImageLabels(not_a_dict, num_classes=20)
+    with pytest.raises(ValueError, match='file_format'):
+        LoadImageLabels(txt, num_classes=20, file_format='csv')
+
+
+# -------------------------------------------------------------- PackWSSSInputs
+def _results(h=6, w=8):
+    seg = np.arange(h * w, dtype=np.uint8).reshape(h, w) % 5
+    part = (seg % 3).astype(np.uint8)
+    return dict(
+        img=np.zeros((h, w, 3), np.uint8),
+        img_path='x.jpg',
+        seg_map_path='x.png',
+        ori_shape=(h, w),
+        img_shape=(h, w),
+        gt_seg_map=seg,
+        gt_edge_map=(seg > 2).astype(np.uint8),
+        gt_part_map=part,
+        seg_fields=['gt_seg_map', 'gt_part_map'],
+        img_labels=np.array([1, 0, 1], dtype=np.float32),
+    )
+
+
+def test_pack_wsss_inputs_drops_pixel_labels_by_default():
+    packed = TRANSFORMS.build(dict(type='PackWSSSInputs'))(_results())
+    sample = packed['data_samples']
+    assert packed['inputs'].shape == (3, 6, 8)
+    for key in ('gt_sem_seg', 'gt_edge_map', PART_MAP):
+        assert key not in sample
+    assert 'seg_map_path' not in sample.metainfo
+    assert sample.img_path == 'x.jpg'
+    labels = sample.get(IMG_LABELS)
+    assert isinstance(labels, torch.Tensor) and labels.dtype == torch.float32
+    assert labels.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_pack_wsss_inputs_keeps_pixel_labels_when_asked():
+    results = _results()
+    packed = PackWSSSInputs(keep_pixel_labels=True)(results)
+    sample = packed['data_samples']
+    assert sample.seg_map_path == 'x.png'
+    np.testing.assert_array_equal(
+        sample.gt_sem_seg.data[0].numpy(), results['gt_seg_map']
+    )
+    assert isinstance(sample.get(PART_MAP), PixelData)
+    np.testing.assert_array_equal(
+        sample.get(PART_MAP).data[0].numpy(), results[PART_MAP]
+    )
+    assert sample.get(IMG_LABELS).tolist() == [1.0, 0.0, 1.0]
+
+
+def test_pack_wsss_inputs_requires_img_labels():
+    results = _results()
+    del results[IMG_LABELS]
+    with pytest.raises(KeyError, match='DeriveImageLabels or LoadImageLabels'):
+        PackWSSSInputs()(results)
+
+
+# ------------------------------------------- a real training batch, end to end
+def _write_voc_layout(root, masks):
+    """VOC-layout fixture: random images, given masks, a train split list."""
+    rng = np.random.default_rng(1)
+    for sub in ('JPEGImages', 'SegmentationClass', 'ImageSets/Segmentation'):
+        os.makedirs(osp.join(root, sub), exist_ok=True)
+    for name, mask in masks.items():
+        img = rng.integers(0, 256, size=mask.shape + (3,), dtype=np.uint8)
+        cv2.imwrite(osp.join(root, 'JPEGImages', name + '.jpg'), img)
+        cv2.imwrite(osp.join(root, 'SegmentationClass', name + '.png'), mask)
+    with open(osp.join(root, 'ImageSets/Segmentation/train.txt'), 'w') as f:
+        f.writelines(name + '\n' for name in masks)
+
+
+def _add_part_map(results):
+    """Stand-in for a dataset that provides a part map (as the synthetic one)."""
+    results[PART_MAP] = (results['gt_seg_map'] > 0).astype(np.uint8) * 2
+    results['seg_fields'].append(PART_MAP)
+    return results
+
+
+def _all_tensors(obj):
+    """Every tensor/array reachable from a data sample (fields and meta)."""
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        yield obj
+    elif isinstance(obj, BaseDataElement):
+        for value in list(obj.values()) + list(obj.metainfo_values()):
+            yield from _all_tensors(value)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _all_tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _all_tensors(value)
+
+
+@pytest.mark.parametrize('keep', [False, True])
+def test_training_batch_has_no_pixel_labels(tmp_path, keep):
+    rng = np.random.default_rng(2)
+    masks = {}
+    for i, classes in enumerate([(3, 15), (7,), (1, 2, 20)]):
+        mask = rng.choice((0,) + classes, size=(24, 32)).astype(np.uint8)
+        mask[0, :4] = 255
+        masks[f'img_{i}'] = mask
+    _write_voc_layout(str(tmp_path), masks)
+    dataset = DATASETS.build(
+        dict(
+            type='WSSSVOCDataset',
+            data_root=str(tmp_path),
+            data_prefix=dict(img_path='JPEGImages', seg_map_path='SegmentationClass'),
+            ann_file='ImageSets/Segmentation/train.txt',
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations'),
+                dict(type='DeriveImageLabels', num_classes=20),
+                _add_part_map,
+                dict(type='RandomFlip', prob=0.0),
+                dict(type='PackWSSSInputs', keep_pixel_labels=keep),
+            ],
+        )
+    )
+    loader = Runner.build_dataloader(
+        dict(
+            batch_size=3,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            dataset=dataset,
+        )
+    )
+    batch = next(iter(loader))
+    assert len(batch['data_samples']) == 3
+    for name, inputs, sample in zip(masks, batch['inputs'], batch['data_samples']):
+        expected = _reference_labels(masks[name], 20)
+        np.testing.assert_array_equal(sample.get(IMG_LABELS).numpy(), expected)
+        image = cv2.imread(str(tmp_path / 'JPEGImages' / f'{name}.jpg'))
+        np.testing.assert_array_equal(inputs.numpy(), image.transpose(2, 0, 1))
+        spatial = [t for t in _all_tensors(sample) if t.ndim >= 2]
+        if keep:
+            np.testing.assert_array_equal(
+                sample.gt_sem_seg.data[0].numpy(), masks[name]
+            )
+            assert PART_MAP in sample and len(spatial) == 2
+        else:
+            for key in ('gt_sem_seg', PART_MAP, 'gt_edge_map'):
+                assert key not in sample
+            assert 'seg_map_path' not in sample.metainfo
+            # no tensor of the sample holds pixel values: only (C,) labels
+            assert spatial == []
+            # and the only spatial tensor of the batch is the image itself
+            assert inputs.shape[0] == 3
