@@ -19,6 +19,7 @@ read back to compute the labels.
 import json
 import os
 import os.path as osp
+import warnings
 from collections import defaultdict
 from multiprocessing import Pool
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -99,7 +100,10 @@ def annotation_mask(ann: dict, height: int, width: int) -> np.ndarray:
             f'annotation {ann.get("id")} has no usable "segmentation" '
             f'({type(seg).__name__})'
         )
-    mask = mask_api.decode(rle)
+    with warnings.catch_warnings():
+        # pycocotools 2.0.x + numpy 2: harmless __array__(copy=...) notice
+        warnings.simplefilter('ignore', DeprecationWarning)
+        mask = mask_api.decode(rle)
     if mask.shape != (height, width):
         raise ValueError(
             f'annotation {ann.get("id")}: mask of shape {mask.shape} for an '

