@@ -23,6 +23,7 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2000),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'),
+    # CAM pictures (tools/test.py --show-dir); works without image files
+    visualization=dict(type='CAMVisualizationHook'),
 )
 randomness = dict(seed=0)

@@ -1,17 +1,18 @@
 """Every shipped config parses and its model builds (no pretrained weights)."""
+
 import glob
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
-
 from mmseg.registry import DATASETS, MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
-    path for path in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
-                               recursive=True)
-    if '_base_' not in path)
+    path
+    for path in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+    if '_base_' not in path
+)
 
 
 def strip_pretrained(node):
@@ -37,9 +38,12 @@ def test_configs_found():
 
 @pytest.mark.parametrize(
     'path',
-    [pytest.param(p, marks=pytest.mark.slow) if is_full_size(p) else p
-     for p in CONFIGS],
-    ids=[osp.relpath(p, ROOT) for p in CONFIGS])
+    [
+        pytest.param(p, marks=pytest.mark.slow) if is_full_size(p) else p
+        for p in CONFIGS
+    ],
+    ids=[osp.relpath(p, ROOT) for p in CONFIGS],
+)
 def test_config_builds(path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports['imports'] == ['acr_plugin']
