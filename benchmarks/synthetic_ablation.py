@@ -1,0 +1,430 @@
+"""Synthetic ablation of ACR that can tell the mechanism apart.
+
+Every run starts from the same backbone pretrained on a *different* synthetic
+classification task (the stand-in for ImageNet weights), then fine-tunes for
+the same number of iterations. Variants (``--variants``):
+
+- ``baseline``: ViT-CAM, one view.
+- ``two_view``: compute-matched control: two views (flip), the model's own
+  losses on both, no consistency term (alpha = 0).
+- ``uniform_attn``: ViT-CAM with every attention map forced to uniform (the
+  state the official loss can reach trivially).
+- ``acr_flip``: ACR, official formulation (L1, class rows + affinities, all
+  layers, no stop-gradient), flip view.
+- ``acr_entcap``: ACR + an attention-entropy cap (uniform attention pays a
+  penalty, so it cannot satisfy the loss trivially).
+- ``acr_stopgrad``: ACR with a stop-gradient on view 2.
+- ``acr_rescale``: ACR with a rescaled second view (token resampling R A R^T).
+
+Each trained model is evaluated with its patch CAM and, for the variants in
+``--grad-head``, with the class-token-gradient CAM head. Reported per run:
+best-threshold CAM mIoU, mIoU at the configured threshold, head/body recall,
+background FP, body (and head) recall at a 10 % background-FP budget, area
+under the body-recall / bg-FP curve, classification F1 of the token and patch
+heads, per-layer normalised attention entropy, wall time. Then mean +/- std
+over seeds and paired differences against the baseline of the same seed. Two
+trivial predictors (all background; whole image = image labels) are scored by
+the same metric.
+
+Usage::
+
+    python benchmarks/synthetic_ablation.py                     # full ablation
+    python benchmarks/synthetic_ablation.py --variants baseline --seeds 0 \
+        --iters 600                                             # ViT-CAM only
+
+Runs are cached under ``--work-dir`` (one JSON per run), so an interrupted
+ablation resumes where it stopped. The last line printed is one JSON object.
+"""
+
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import statistics
+import tempfile
+import time
+from typing import Dict, List
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner
+from mmseg.registry import MODELS
+
+import acr_plugin  # noqa: F401  (registers components)
+from acr_plugin.evaluation import CAMMetric
+from acr_plugin.evaluation.multilabel_f1_metric import multilabel_f1_counts
+from acr_plugin.models.utils.attention_capture import (
+    AttentionCapture,
+    attention_entropy,
+)
+from acr_plugin.structures import stack_img_labels
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PRETRAIN_CFG = (
+    'configs/vit_cam/vit-cls_tiny-p8_1xb64-1200it_synthetic-pretrain-64x64.py'
+)
+VIT_CAM_CFG = 'configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
+ACR_CFG = 'configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
+
+VARIANTS: Dict[str, dict] = {
+    'baseline': dict(config=VIT_CAM_CFG),
+    'two_view': dict(config=ACR_CFG, model=dict(acr_loss=None)),
+    'uniform_attn': dict(config=VIT_CAM_CFG, uniform=True),
+    'acr_flip': dict(config=ACR_CFG),
+    'acr_entcap': dict(
+        config=ACR_CFG, model=dict(acr_loss=dict(entropy_cap=0.85, entropy_weight=1.0))
+    ),
+    'acr_stopgrad': dict(config=ACR_CFG, model=dict(acr_loss=dict(stop_grad='view2'))),
+    'acr_rescale': dict(
+        config=ACR_CFG, model=dict(view=dict(type='rescale', scale_range=(0.75, 1.25)))
+    ),
+}
+DEFAULT_VARIANTS = [
+    'baseline',
+    'two_view',
+    'uniform_attn',
+    'acr_flip',
+    'acr_entcap',
+    'acr_rescale',
+]
+KEY_METRICS = [
+    'mIoU_best',
+    'mIoU_at_thr',
+    'body_recall_at_fp0.10',
+    'body_fp_auc',
+    'head_recall_at_fp0.10',
+    'head_recall',
+    'body_recall',
+    'bg_fp',
+    'f1_token',
+    'f1_patch',
+    'attn_entropy_mean',
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--work-dir', default='work_dirs/synthetic_ablation')
+    parser.add_argument(
+        '--variants', nargs='+', default=DEFAULT_VARIANTS, choices=sorted(VARIANTS)
+    )
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument(
+        '--iters', type=int, default=300, help='fine-tuning iterations per run'
+    )
+    parser.add_argument('--pretrain-iters', type=int, default=1200)
+    parser.add_argument(
+        '--no-pretrain',
+        action='store_true',
+        help='random init instead of the pretrained backbone',
+    )
+    parser.add_argument(
+        '--alpha', type=float, default=None, help='override the ACR loss weight'
+    )
+    parser.add_argument(
+        '--grad-head',
+        nargs='*',
+        default=['baseline', 'acr_flip', 'two_view'],
+        help='variants also evaluated with the gradient head',
+    )
+    parser.add_argument('--num-train', type=int, default=4000)
+    parser.add_argument('--num-val', type=int, default=300)
+    return parser.parse_args()
+
+
+def write_json(path: str, obj) -> None:
+    """Atomic JSON write."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), suffix='.tmp')
+    with os.fdopen(fd, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def prepare_cfg(path: str, work_dir: str, args, seed: int, iters: int) -> Config:
+    cfg = Config.fromfile(osp.join(ROOT, path))
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=seed)
+    cfg.log_level = 'WARNING'
+    cfg.visualizer.name = f'vis_{osp.basename(work_dir)}_{seed}_{time.time()}'
+    cache = osp.join(args.work_dir, 'cache')
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[key]
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.cache_dir = cache
+    cfg.train_dataloader.dataset.num_samples = args.num_train
+    cfg.val_dataloader.dataset.num_samples = args.num_val
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters + 1  # evaluated by this script
+    for sched in cfg.param_scheduler:
+        if sched.get('type') == 'OneCycleLR':
+            sched.total_steps = iters
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', by_epoch=False, interval=iters, max_keep_ckpts=1
+    )
+    cfg.default_hooks.logger.interval = 100
+    cfg.default_hooks.visualization = dict(type='CAMVisualizationHook')
+    return cfg
+
+
+def pretrain(args) -> str:
+    work = osp.join(args.work_dir, 'pretrain')
+    ckpt = osp.join(work, f'iter_{args.pretrain_iters}.pth')
+    if osp.isfile(ckpt):
+        return ckpt
+    cfg = prepare_cfg(PRETRAIN_CFG, work, args, 0, args.pretrain_iters)
+    cfg.train_dataloader.dataset.num_samples = 6000
+    cfg.val_dataloader.dataset.num_samples = 500
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return ckpt
+
+
+def inner_model(model):
+    return model.model if hasattr(model, 'acr_loss') else model
+
+
+@torch.no_grad()
+def evaluate(model, dataloader, grad_head=None) -> Dict[str, float]:
+    """CAM metrics, per-head F1 and per-layer attention entropy on a split."""
+    vit_cam = inner_model(model)
+    vit_cam.eval()
+    metric = CAMMetric(fp_budget=0.10)
+    metric.dataset_meta = dataloader.dataset.metainfo
+    f1_counts: Dict[str, torch.Tensor] = {}
+    entropy_sum = None
+    num_images = 0
+    for batch in dataloader:
+        data = model.data_preprocessor(batch, False)
+        inputs, samples = data['inputs'], data['data_samples']
+        labels = stack_img_labels(samples)
+        with AttentionCapture(vit_cam.backbone) as cap:
+            outputs = vit_cam.forward_outputs(inputs)
+            attn = cap.pop()
+        ent = torch.stack([attention_entropy(a).sum() for a in attn])
+        entropy_sum = ent if entropy_sum is None else entropy_sum + ent
+        num_images += inputs.shape[0]
+        for head in ('token_logits', 'patch_logits'):
+            if head in outputs:
+                counts = multilabel_f1_counts(outputs[head], labels)
+                f1_counts[head] = f1_counts.get(head, 0) + counts
+        if grad_head is None:
+            preds = vit_cam.predict(inputs, samples)
+        else:
+            preds = grad_head.predict(vit_cam, inputs, samples)
+        metric.process(batch, preds)
+    results = metric.compute_metrics(metric.results)
+    for head, counts in f1_counts.items():
+        tp, fp, fn = counts.double().sum(0)
+        name = 'f1_token' if head == 'token_logits' else 'f1_patch'
+        results[name] = round(100 * (2 * tp / (2 * tp + fp + fn)).item(), 2)
+    entropy = (entropy_sum / num_images).tolist()
+    results['attn_entropy_per_layer'] = [round(e, 4) for e in entropy]
+    results['attn_entropy_mean'] = round(sum(entropy) / len(entropy), 4)
+    return results
+
+
+def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
+    out_path = osp.join(args.work_dir, 'runs', f'{name}_s{seed}.json')
+    if osp.isfile(out_path):
+        with open(out_path) as f:
+            return json.load(f)
+    spec = VARIANTS[name]
+    work = osp.join(args.work_dir, 'runs', f'{name}_s{seed}')
+    cfg = prepare_cfg(spec['config'], work, args, seed, args.iters)
+    if 'model' in spec:
+        override = copy.deepcopy(spec['model'])
+        if 'acr_loss' in override and override['acr_loss'] is None:
+            cfg.model.acr_loss = None
+            override.pop('acr_loss')
+        cfg.merge_from_dict(dict(model=override))
+    if args.alpha is not None and cfg.model.get('acr_loss'):
+        cfg.model.acr_loss.loss_weight = args.alpha
+    backbone = (
+        cfg.model.model.backbone
+        if cfg.model.type == 'ACRSegmentor'
+        else cfg.model.backbone
+    )
+    if ckpt is not None:
+        backbone.init_cfg = dict(type='Pretrained', checkpoint=ckpt)
+    if spec.get('uniform'):
+        cfg.custom_hooks = [dict(type='UniformAttentionHook', module='backbone')]
+    runner = Runner.from_cfg(cfg)
+    start = time.perf_counter()
+    runner.train()
+    train_time = time.perf_counter() - start
+    model = runner.model
+    loader = runner.build_dataloader(cfg.val_dataloader)
+    result = {}
+    if spec.get('uniform'):
+        from acr_plugin.engine.hooks import UniformAttention
+
+        with UniformAttention(inner_model(model).backbone):
+            result['patch'] = evaluate(model, loader)
+    else:
+        result['patch'] = evaluate(model, loader)
+        if name in args.grad_head:
+            head = MODELS.build(
+                dict(
+                    type='ClsTokenGradCAMHead',
+                    variant='grad',
+                    start_layer=-2,
+                    flip=True,
+                )
+            )
+            result['grad'] = evaluate(model, loader, grad_head=head)
+    for res in result.values():
+        res['train_time_s'] = round(train_time, 1)
+    write_json(out_path, result)
+    return result
+
+
+def trivial_baselines(args) -> Dict[str, dict]:
+    """All-background and whole-image-is-every-labelled-class predictors."""
+    cfg = prepare_cfg(VIT_CAM_CFG, osp.join(args.work_dir, 'trivial'), args, 0, 1)
+    loader = Runner.build_dataloader(cfg.val_dataloader)
+    out = {}
+    for name in ('all_background', 'whole_image_labels'):
+        metric = CAMMetric(fp_budget=0.10, bg_thr=0.5)
+        metric.dataset_meta = loader.dataset.metainfo
+        for batch in loader:
+            preds = []
+            for sample in batch['data_samples']:
+                h, w = sample.gt_sem_seg.shape
+                labels = sample.img_labels.float()
+                cams = torch.zeros(len(labels), h, w)
+                if name == 'whole_image_labels':
+                    # every labelled class scores 1 everywhere: argmax picks
+                    # the lowest labelled class id at every pixel
+                    cams += labels[:, None, None]
+                bg = torch.full((1, h, w), 0.5)
+                preds.append(
+                    dict(
+                        seg_logits=dict(data=torch.cat([bg, cams])),
+                        gt_sem_seg=dict(data=sample.gt_sem_seg.data),
+                        gt_part_map=dict(data=sample.gt_part_map.data),
+                    )
+                )
+            metric.process(batch, preds)
+        out[name] = metric.compute_metrics(metric.results)
+    return out
+
+
+def mean_std(values: List[float]) -> str:
+    if len(values) == 1:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} +/- {statistics.stdev(values):.2f}'
+
+
+def summarise(results, args) -> dict:
+    summary = {}
+    for (variant, loc), runs in results.items():
+        row = {}
+        for key in KEY_METRICS:
+            values = [r[key] for r in runs.values() if key in r]
+            if values:
+                row[key] = dict(
+                    mean=statistics.mean(values),
+                    std=statistics.stdev(values) if len(values) > 1 else 0.0,
+                    values=values,
+                )
+            base = results.get(('baseline', loc))
+            if values and base is not None and variant != 'baseline':
+                diffs = [
+                    runs[s][key] - base[s][key]
+                    for s in runs
+                    if s in base and key in base[s] and key in runs[s]
+                ]
+                if diffs:
+                    row[key]['paired_diff_mean'] = statistics.mean(diffs)
+                    row[key]['paired_diff_std'] = (
+                        statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+                    )
+        layers = [r['attn_entropy_per_layer'] for r in runs.values()]
+        row['attn_entropy_per_layer'] = [
+            round(statistics.mean(col), 4) for col in zip(*layers)
+        ]
+        row['train_time_s'] = statistics.mean(r['train_time_s'] for r in runs.values())
+        summary[f'{variant}/{loc}'] = row
+    return summary
+
+
+def print_table(summary, trivial) -> None:
+    cols = [
+        'mIoU_best',
+        'body_recall_at_fp0.10',
+        'body_fp_auc',
+        'head_recall_at_fp0.10',
+        'f1_token',
+        'f1_patch',
+        'attn_entropy_mean',
+    ]
+    print('| run / localisation | ' + ' | '.join(cols) + ' | entropy per layer |')
+    print('|' + '---|' * (len(cols) + 2))
+    for name, row in summary.items():
+        cells = []
+        for col in cols:
+            if col not in row:
+                cells.append('-')
+                continue
+            stats = row[col]
+            cell = (
+                f'{stats["mean"]:.2f} +/- {stats["std"]:.2f}'
+                if col != 'attn_entropy_mean'
+                else f'{stats["mean"]:.3f}'
+            )
+            if 'paired_diff_mean' in stats and col != 'attn_entropy_mean':
+                cell += (
+                    f' ({stats["paired_diff_mean"]:+.2f} +/- '
+                    f'{stats["paired_diff_std"]:.2f})'
+                )
+            cells.append(cell)
+        layers = ', '.join(f'{e:.2f}' for e in row['attn_entropy_per_layer'])
+        print(f'| {name} | ' + ' | '.join(cells) + f' | {layers} |')
+    for name, res in trivial.items():
+        cells = [f'{res[c]:.2f}' if c in res else '-' for c in cols]
+        print(f'| trivial: {name} | ' + ' | '.join(cells) + ' | - |')
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    MMLogger.get_instance('mmengine', log_level='WARNING')
+    start = time.perf_counter()
+    ckpt = None if args.no_pretrain else pretrain(args)
+    results: Dict[tuple, Dict[int, dict]] = {}
+    for seed in args.seeds:
+        for variant in args.variants:
+            t0 = time.perf_counter()
+            out = run_variant(variant, seed, args, ckpt)
+            for loc, res in out.items():
+                results.setdefault((variant, loc), {})[seed] = res
+            print(
+                f'[{variant} seed {seed}] '
+                f'patch mIoU_best {out["patch"]["mIoU_best"]:.2f} '
+                f'body@fp0.10 {out["patch"]["body_recall_at_fp0.10"]:.2f} '
+                f'entropy {out["patch"]["attn_entropy_mean"]:.3f} '
+                f'({time.perf_counter() - t0:.0f} s)',
+                flush=True,
+            )
+    trivial = trivial_baselines(args)
+    summary = summarise(results, args)
+    print_table(summary, trivial)
+    report = dict(
+        summary=summary,
+        trivial=trivial,
+        seeds=args.seeds,
+        iters=args.iters,
+        pretrained=not args.no_pretrain,
+        wall_time_s=round(time.perf_counter() - start, 1),
+        torch_threads=torch.get_num_threads(),
+    )
+    write_json(osp.join(args.work_dir, 'summary.json'), report)
+    print(json.dumps(report))
+
+
+if __name__ == '__main__':
+    main()
