@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.acr_plugin-installed
 WORK_DIR ?= work_dirs/demo
-DEMO_CONFIG ?= configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py
+DEMO_CONFIG ?= configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py
 PYTEST_ARGS ?=
 
 .PHONY: install test test-fast lint demo bench clean
