@@ -9,4 +9,7 @@ config only needs::
 from . import datasets, engine, evaluation, models  # noqa: F401 (registration)
 from .version import __version__
 
+# isort: split
+from . import apis  # noqa: F401 (pseudo labels, dense CRF)
+
 __all__ = ['__version__']

@@ -112,9 +112,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument(
-        '--iters', type=int, default=300, help='fine-tuning iterations per run'
+        '--iters', type=int, default=150, help='fine-tuning iterations per run'
     )
-    parser.add_argument('--pretrain-iters', type=int, default=1200)
+    parser.add_argument('--batch', type=int, default=32, help='fine-tuning batch size')
+    parser.add_argument('--pretrain-iters', type=int, default=600)
     parser.add_argument(
         '--no-pretrain',
         action='store_true',
@@ -128,6 +129,12 @@ def parse_args() -> argparse.Namespace:
         nargs='*',
         default=['baseline', 'acr_flip', 'two_view'],
         help='variants also evaluated with the gradient head',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch threads (1 avoids oversubscription on shared CPUs)',
     )
     parser.add_argument('--num-train', type=int, default=4000)
     parser.add_argument('--num-val', type=int, default=300)
@@ -147,7 +154,7 @@ def prepare_cfg(path: str, work_dir: str, args, seed: int, iters: int) -> Config
     cfg = Config.fromfile(osp.join(ROOT, path))
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed)
-    cfg.log_level = 'WARNING'
+    cfg.log_level = 'INFO'
     cfg.visualizer.name = f'vis_{osp.basename(work_dir)}_{seed}_{time.time()}'
     cache = osp.join(args.work_dir, 'cache')
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -156,6 +163,7 @@ def prepare_cfg(path: str, work_dir: str, args, seed: int, iters: int) -> Config
         loader.persistent_workers = False
         loader.dataset.cache_dir = cache
     cfg.train_dataloader.dataset.num_samples = args.num_train
+    cfg.train_dataloader.batch_size = args.batch
     cfg.val_dataloader.dataset.num_samples = args.num_val
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = iters + 1  # evaluated by this script
@@ -177,6 +185,7 @@ def pretrain(args) -> str:
         return ckpt
     cfg = prepare_cfg(PRETRAIN_CFG, work, args, 0, args.pretrain_iters)
     cfg.train_dataloader.dataset.num_samples = 6000
+    cfg.train_dataloader.batch_size = 64
     cfg.val_dataloader.dataset.num_samples = 500
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -391,7 +400,7 @@ def print_table(summary, trivial) -> None:
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     MMLogger.get_instance('mmengine', log_level='WARNING')
     start = time.perf_counter()
     ckpt = None if args.no_pretrain else pretrain(args)

@@ -8,6 +8,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
+from acr_plugin.engine.dist_utils import setup_cpu_distributed
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (evaluate) a segmentor')
@@ -88,6 +90,8 @@ def main() -> None:
             evaluator['output_dir'] = args.out
             evaluator['keep_results'] = True
 
+    # CPU-only machines: gloo process group, DDP without device_ids
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()
 

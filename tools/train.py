@@ -10,6 +10,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
+from acr_plugin.engine.dist_utils import setup_cpu_distributed
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a segmentor')
@@ -69,6 +71,8 @@ def main() -> None:
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.resume = args.resume
 
+    # CPU-only machines: gloo process group, DDP without device_ids
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 

@@ -1,7 +1,7 @@
 """Checked loading of split lists (``ImageSets/...txt``) for WSSS datasets."""
 
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 MAX_NAMES_IN_ERRORS = 5
 
@@ -123,3 +123,28 @@ def build_split_data_list(
     if not data_list:
         raise ValueError(f'split list {split_file} lists no image')
     return data_list
+
+
+def check_pipeline_label_files(
+    pipeline: Iterable, data_list: List[dict], split_file: str
+) -> None:
+    """Let the label-file transforms of a pipeline check a split's images.
+
+    Every transform with a ``check_images(img_paths, source)`` method (e.g.
+    ``LoadImageLabels``) is asked whether its label file covers the images
+    of ``data_list``, so a label file that disagrees with the split list
+    fails when the dataset is built rather than at some iteration.
+
+    Args:
+        pipeline (Iterable): The dataset's pipeline (mmengine ``Compose``,
+            whose ``transforms`` are searched, or a list of transforms).
+        data_list (list[dict]): Data infos with ``img_path``.
+        split_file (str): The split list, for the message.
+    """
+    transforms = getattr(pipeline, 'transforms', pipeline) or []
+    checkers = [t for t in transforms if callable(getattr(t, 'check_images', None))]
+    if not checkers:
+        return
+    img_paths = [info['img_path'] for info in data_list]
+    for transform in checkers:
+        transform.check_images(img_paths, source=f'split list {split_file}')

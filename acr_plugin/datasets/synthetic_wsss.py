@@ -1,10 +1,12 @@
 """The embedded synthetic WSSS benchmark as an mmseg dataset."""
 
+import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
+from PIL import Image
 
 from ..structures import IMG_LABELS, PART_MAP
 from .synthetic.generator import (
@@ -80,6 +82,12 @@ class SyntheticWSSSDataset(BaseSegDataset):
             e.g. ``dict(noise_sigma=4.0)``. Defaults to None.
         metainfo (dict, optional): Overrides of the class names / palette.
             Defaults to None.
+        pseudo_label_dir (str, optional): Folder of pseudo labels (second
+            stage): ``gt_seg_map`` is then read from ``<dir>/<index:06d>.png``
+            (single-channel or palette PNGs, as written by
+            ``tools/generate_pseudo_labels.py``) instead of the generator's
+            ground truth; ``gt_part_map`` and ``img_labels`` stay real.
+            Defaults to None.
         pipeline (list): Processing pipeline. Defaults to [].
         **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments
             (``indices``, ``serialize_data``, ``test_mode``, ``lazy_init``,
@@ -107,6 +115,7 @@ class SyntheticWSSSDataset(BaseSegDataset):
         spec_overrides: Optional[dict] = None,
         metainfo: Optional[dict] = None,
         pipeline: Sequence[Union[dict, object]] = (),
+        pseudo_label_dir: Optional[str] = None,
         **kwargs,
     ) -> None:
         for key in _FILE_LAYOUT_ARGS:
@@ -137,6 +146,7 @@ class SyntheticWSSSDataset(BaseSegDataset):
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.cache_dir = cache_dir
+        self.pseudo_label_dir = pseudo_label_dir
 
         meta = dict(
             classes=class_names(self.spec.design, self.spec.num_classes),
@@ -199,9 +209,14 @@ class SyntheticWSSSDataset(BaseSegDataset):
         info = super().get_data_info(idx)
         sample = self.render(info['synthetic_index'])
         h, w = sample['gt_seg_map'].shape
+        gt_seg_map = sample['gt_seg_map']
+        if self.pseudo_label_dir is not None:
+            path = self.pseudo_label_path(info['synthetic_index'])
+            gt_seg_map = read_label_map(path, (h, w))
+            info['seg_map_path'] = path
         info.update(
             img=sample['img'],
-            gt_seg_map=sample['gt_seg_map'],
+            gt_seg_map=gt_seg_map,
             img_shape=(h, w),
             ori_shape=(h, w),
             seg_fields=['gt_seg_map', PART_MAP],
@@ -209,6 +224,10 @@ class SyntheticWSSSDataset(BaseSegDataset):
         info[PART_MAP] = sample['gt_part_map']
         info[IMG_LABELS] = sample['img_labels']
         return info
+
+    def pseudo_label_path(self, index: int) -> str:
+        """Pseudo-label file of sample ``index`` (``<dir>/<index:06d>.png``)."""
+        return osp.join(self.pseudo_label_dir, f'{index:06d}.png')
 
     def render(self, index: int) -> Dict[str, np.ndarray]:
         """Sample ``index`` of the split as numpy arrays (cached if enabled).
@@ -220,3 +239,33 @@ class SyntheticWSSSDataset(BaseSegDataset):
             dict: ``img`` (BGR), ``gt_seg_map``, ``gt_part_map``, ``img_labels``.
         """
         return load_or_generate(self.spec, self.seed, index, self.cache_dir)
+
+
+def read_label_map(path: str, shape: Tuple[int, int]) -> np.ndarray:
+    """Read a single-channel or palette label PNG as an ``(H, W)`` uint8 map.
+
+    Args:
+        path (str): The PNG file.
+        shape (tuple[int, int]): Expected ``(H, W)``.
+
+    Returns:
+        np.ndarray: The label indices (palette indices for palette PNGs).
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'SyntheticWSSSDataset: pseudo label {path} does not exist '
+            '(generate it with tools/generate_pseudo_labels.py)'
+        )
+    with Image.open(path) as image:
+        if image.mode not in ('P', 'L'):
+            raise ValueError(
+                f'SyntheticWSSSDataset: pseudo label {path} must be a palette '
+                f'or single-channel PNG, got mode {image.mode}'
+            )
+        label = np.array(image, dtype=np.uint8)
+    if label.shape != tuple(shape):
+        raise ValueError(
+            f'SyntheticWSSSDataset: pseudo label {path} has shape {label.shape}, '
+            f'the image is {tuple(shape)}'
+        )
+    return label

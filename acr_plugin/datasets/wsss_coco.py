@@ -6,7 +6,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from .coco_conversion import COCO_THING_CLASSES
-from .split_list import build_split_data_list
+from .split_list import build_split_data_list, check_pipeline_label_files
 
 
 def bit_interleave_palette(num_colors: int) -> List[List[int]]:
@@ -92,7 +92,7 @@ class WSSSCOCODataset(BaseSegDataset):
         """
         seg_map_dir: Optional[str] = self.data_prefix.get('seg_map_path', None)
         img_dir = self.data_prefix.get('img_path', '') or ''
-        return build_split_data_list(
+        data_list = build_split_data_list(
             split_file=self.ann_file,
             img_dir=img_dir,
             img_suffix=self.img_suffix,
@@ -104,3 +104,6 @@ class WSSSCOCODataset(BaseSegDataset):
                 label_map=self.label_map, reduce_zero_label=self.reduce_zero_label
             ),
         )
+        # a label file in the pipeline must cover every listed image
+        check_pipeline_label_files(self.pipeline, data_list, self.ann_file)
+        return data_list

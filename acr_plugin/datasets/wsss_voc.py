@@ -6,7 +6,7 @@ from typing import List, Optional
 from mmseg.datasets import PascalVOCDataset
 from mmseg.registry import DATASETS
 
-from .split_list import build_split_data_list
+from .split_list import build_split_data_list, check_pipeline_label_files
 
 
 @DATASETS.register_module()
@@ -78,7 +78,7 @@ class WSSSVOCDataset(PascalVOCDataset):
         fallback = self.seg_map_fallback
         if fallback is not None and self.data_root and not osp.isabs(fallback):
             fallback = osp.join(self.data_root, fallback)
-        return build_split_data_list(
+        data_list = build_split_data_list(
             split_file=self.ann_file,
             img_dir=self.data_prefix.get('img_path', '') or '',
             img_suffix=self.img_suffix,
@@ -91,3 +91,6 @@ class WSSSVOCDataset(PascalVOCDataset):
                 label_map=self.label_map, reduce_zero_label=self.reduce_zero_label
             ),
         )
+        # a label file in the pipeline must cover every listed image
+        check_pipeline_label_files(self.pipeline, data_list, self.ann_file)
+        return data_list

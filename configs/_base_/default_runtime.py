@@ -11,7 +11,8 @@ env_cfg = dict(
 )
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(
-    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer'
+)
 log_processor = dict(by_epoch=False)
 log_level = 'INFO'
 load_from = None
@@ -25,5 +26,19 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # CAM pictures (tools/test.py --show-dir); works without image files
     visualization=dict(type='CAMVisualizationHook'),
+    # acr_plugin safety hooks (drop one with default_hooks=dict(_delete_=True,
+    # ...)): stop with the iteration and the loss key before a nan/inf update
+    non_finite_loss=dict(type='NonFiniteLossHook'),
+    # random numbers per (seed, rank, iteration): --resume is exact (the
+    # augmentations only with num_workers=0, see IterationSeedHook)
+    iteration_seed=dict(type='IterationSeedHook'),
+    # checkpoints load with torch.load(weights_only=True)
+    weights_only_checkpoint=dict(type='WeightsOnlyCheckpointHook'),
 )
+# Distributed runs (tools/dist_train.sh): the timm ViTs keep a final norm that
+# out_norm=False never uses (the official ACR classifier reads block 11 before
+# it), and schedules may switch losses (hence heads) on later: DDP must look
+# for parameters without gradients. Frozen parameters (requires_grad=False)
+# need nothing. On CPU-only machines tools/train.py adds device_ids=None.
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
 randomness = dict(seed=0)

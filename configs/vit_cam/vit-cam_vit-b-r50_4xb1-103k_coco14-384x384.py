@@ -11,9 +11,9 @@ crop_size = (384, 384)
 max_iters = 102600
 model = dict(num_classes=81)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='WSSSLoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='DeriveImageLabels', num_classes=80),
+    dict(type='DeriveImageLabels', num_classes=80, allow_empty=False),
     dict(type='RandomResize', scale=[(345, 345), (438, 438)], keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomCrop', crop_size=crop_size),

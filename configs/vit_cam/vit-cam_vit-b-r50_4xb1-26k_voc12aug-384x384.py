@@ -12,9 +12,9 @@ _base_ = [
 ]
 crop_size = (384, 384)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='WSSSLoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='DeriveImageLabels', num_classes=20),
+    dict(type='DeriveImageLabels', num_classes=20, allow_empty=False),
     # long side uniform in [345, 438] (keep_ratio fits the image in the scale)
     dict(type='RandomResize', scale=[(345, 345), (438, 438)], keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),

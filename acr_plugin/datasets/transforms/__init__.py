@@ -3,5 +3,11 @@
 from .derive_image_labels import DeriveImageLabels
 from .load_image_labels import LoadImageLabels
 from .pack_wsss_inputs import PackWSSSInputs
+from .wsss_load_image_from_file import WSSSLoadImageFromFile
 
-__all__ = ['DeriveImageLabels', 'LoadImageLabels', 'PackWSSSInputs']
+__all__ = [
+    'DeriveImageLabels',
+    'LoadImageLabels',
+    'PackWSSSInputs',
+    'WSSSLoadImageFromFile',
+]

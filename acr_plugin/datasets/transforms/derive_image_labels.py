@@ -82,10 +82,21 @@ class DeriveImageLabels(BaseTransform):
             80 for COCO), i.e. the dataset's class count minus background.
         ignore_index (int): Label ignored when deriving. Defaults to 255.
         background_index (int): Background label. Defaults to 0.
+        allow_empty (bool): Accept images without any foreground class (an
+            all-zero label). WSSS *training* needs at least one class per
+            image (a background-only image teaches the classifier nothing
+            and its CAM is undefined; VOC trainaug and the COCO train list
+            have none), so the training pipelines of the base dataset
+            configs set False and such an image raises ``ValueError`` naming
+            it. Evaluation pipelines may keep True. Defaults to True.
     """
 
     def __init__(
-        self, num_classes: int, ignore_index: int = 255, background_index: int = 0
+        self,
+        num_classes: int,
+        ignore_index: int = 255,
+        background_index: int = 0,
+        allow_empty: bool = True,
     ) -> None:
         if num_classes < 1:
             raise ValueError(f'num_classes must be >= 1, got {num_classes}')
@@ -96,6 +107,7 @@ class DeriveImageLabels(BaseTransform):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.background_index = background_index
+        self.allow_empty = allow_empty
 
     def transform(self, results: dict) -> dict:
         """Add ``img_labels`` derived from ``results['gt_seg_map']``.
@@ -124,18 +136,30 @@ class DeriveImageLabels(BaseTransform):
                 'image-level labels describe the whole image (or the mask does '
                 'not match its image)'
             )
-        results[IMG_LABELS] = image_labels_from_seg_map(
+        labels = image_labels_from_seg_map(
             seg_map,
             self.num_classes,
             ignore_index=self.ignore_index,
             background_index=self.background_index,
             source=source,
         )
+        if not self.allow_empty and not labels.any():
+            image = results.get('img_path') or source
+            raise ValueError(
+                f'image {image} has no foreground label: its mask '
+                f'{results.get("seg_map_path") or "(in memory)"} holds only '
+                f'background ({self.background_index}) and ignore '
+                f'({self.ignore_index}) pixels. WSSS training needs at least '
+                'one class per image: remove it from the split list (or set '
+                'DeriveImageLabels(allow_empty=True))'
+            )
+        results[IMG_LABELS] = labels
         return results
 
     def __repr__(self) -> str:
         return (
             f'{self.__class__.__name__}(num_classes={self.num_classes}, '
             f'ignore_index={self.ignore_index}, '
-            f'background_index={self.background_index})'
+            f'background_index={self.background_index}, '
+            f'allow_empty={self.allow_empty})'
         )

@@ -2,7 +2,7 @@
 
 import os
 import os.path as osp
-from typing import Dict, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -15,6 +15,9 @@ _LABEL_FILE_CACHE: Dict[Tuple[str, int, int, int, str], Dict[str, np.ndarray]] =
 
 LABEL_FILE_FORMATS = ('auto', 'npy', 'txt')
 
+#: image names quoted in an error message before "and N more"
+MAX_NAMES_IN_ERRORS = 5
+
 
 def image_key(path_or_name: str) -> str:
     """Key of an image in a label file: its basename without extension.
@@ -22,6 +25,12 @@ def image_key(path_or_name: str) -> str:
     ``'data/VOC2012/JPEGImages/2007_000032.jpg'`` -> ``'2007_000032'``.
     """
     return osp.splitext(osp.basename(str(path_or_name).strip()))[0]
+
+
+def _first_names(names: Sequence[str]) -> str:
+    shown = ', '.join(f'"{name}"' for name in names[:MAX_NAMES_IN_ERRORS])
+    more = len(names) - MAX_NAMES_IN_ERRORS
+    return shown + (f' and {more} more' if more > 0 else '')
 
 
 def _validate_vector(value, num_classes: int, label_file: str, key: str) -> np.ndarray:
@@ -154,7 +163,11 @@ class LoadImageLabels(BaseTransform):
       skipped; ``name`` may carry a directory and extension.
 
     The file is read once per process (see :func:`read_image_label_file`) when
-    the transform is built, so a missing or malformed file fails early.
+    the transform is built, so a missing or malformed file fails early. The
+    WSSS datasets (``WSSSVOCDataset``, ``WSSSCOCODataset``) also call
+    :meth:`check_images` with their split when they are built, so a label
+    file that lacks images of the split list fails before training, naming
+    them.
 
     Added Keys:
 
@@ -166,15 +179,71 @@ class LoadImageLabels(BaseTransform):
         file_format (str): ``'auto'``, ``'npy'`` or ``'txt'``; ``'auto'``
             picks ``npy`` for a ``.npy`` suffix and ``txt`` otherwise.
             Defaults to 'auto'.
+        allow_empty (bool): Accept images whose label has no foreground
+            class. WSSS training needs at least one class per image, so the
+            training pipelines of the base dataset configs set False (see
+            ``DeriveImageLabels``). Defaults to True.
     """
 
     def __init__(
-        self, label_file: str, num_classes: int, file_format: str = 'auto'
+        self,
+        label_file: str,
+        num_classes: int,
+        file_format: str = 'auto',
+        allow_empty: bool = True,
     ) -> None:
         self.label_file = label_file
         self.num_classes = num_classes
         self.file_format = file_format
+        self.allow_empty = allow_empty
         self._labels = read_image_label_file(label_file, num_classes, file_format)
+
+    def check_images(
+        self, img_paths: Sequence[str], source: str = 'the image list'
+    ) -> None:
+        """Check that the label file covers a list of images.
+
+        Entries of the label file that no image uses are fine (VOC's
+        ``cls_labels.npy`` covers train and val). Called by the WSSS datasets
+        at build time.
+
+        Args:
+            img_paths (Sequence[str]): Image paths or names.
+            source (str): Where the list comes from, for the message.
+                Defaults to 'the image list'.
+
+        Raises:
+            ValueError: If images have no entry in the label file, or (with
+                ``allow_empty=False``) an entry without a foreground class;
+                the first few are named and all are counted.
+        """
+        missing: List[str] = []
+        empty: List[str] = []
+        for path in img_paths:
+            key = image_key(path)
+            vec = self._labels.get(key)
+            if vec is None:
+                missing.append(key)
+            elif not self.allow_empty and not vec.any():
+                empty.append(key)
+        problems = []
+        if missing:
+            problems.append(
+                f'{len(missing)} of its {len(img_paths)} images have no entry '
+                f'in the label file ({_first_names(missing)})'
+            )
+        if empty:
+            problems.append(
+                f'{len(empty)} images have no foreground label '
+                f'({_first_names(empty)}; WSSS training needs at least one '
+                'class per image: remove them from the split or set '
+                'LoadImageLabels(allow_empty=True))'
+            )
+        if problems:
+            raise ValueError(
+                f'label file {self.label_file} ({len(self._labels)} images) '
+                f'does not match {source}: ' + '; '.join(problems)
+            )
 
     def transform(self, results: dict) -> dict:
         """Add ``img_labels`` for ``results['img_path']``.
@@ -195,12 +264,20 @@ class LoadImageLabels(BaseTransform):
                 f'{self.label_file} ({len(self._labels)} images): the split '
                 'and the label file do not match'
             )
-        results[IMG_LABELS] = self._labels[key].copy()
+        labels = self._labels[key]
+        if not self.allow_empty and not labels.any():
+            raise ValueError(
+                f'image "{key}" ({img_path}) has no foreground label in the '
+                f'label file {self.label_file}. WSSS training needs at least '
+                'one class per image: remove it from the split list (or set '
+                'LoadImageLabels(allow_empty=True))'
+            )
+        results[IMG_LABELS] = labels.copy()
         return results
 
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}(label_file='{self.label_file}', "
             f'num_classes={self.num_classes}, '
-            f"file_format='{self.file_format}')"
+            f"file_format='{self.file_format}', allow_empty={self.allow_empty})"
         )

@@ -9,7 +9,6 @@ import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, initialize
 from mmengine.model.weight_init import update_init_info
-from mmengine.runner import CheckpointLoader
 from mmseg.registry import MODELS
 from timm.layers import HybridEmbed
 from torch import Tensor
@@ -22,6 +21,7 @@ from .checkpoint_conversion import (
     split_head_keys,
     unwrap_checkpoint,
 )
+from .checkpoint_loading import load_checkpoint_weights_only
 
 #: arguments that ``TimmViT`` passes to ``timm.create_model`` itself
 _RESERVED_KWARGS = ('pretrained', 'num_classes', 'img_size', 'dynamic_img_size')
@@ -410,8 +410,10 @@ class TimmViT(BaseModule):
         """Load backbone weights from a checkpoint file (``strict=False``).
 
         Args:
-            checkpoint (str): Path or URL understood by mmengine's
-                ``CheckpointLoader``.
+            checkpoint (str): Local file (``.pth``/``.pt`` loaded with
+                ``weights_only=True``, or ``.safetensors``) or a URL
+                understood by mmengine's ``CheckpointLoader``; see
+                :func:`load_checkpoint_weights_only`.
             prefix (str, optional): Explicit prefix of the backbone keys.
                 Defaults to None (auto-detect).
 
@@ -421,9 +423,11 @@ class TimmViT(BaseModule):
 
         Raises:
             ValueError: If no key of the checkpoint matches this backbone.
+            pickle.UnpicklingError: If the file holds objects that a
+                ``weights_only`` load refuses.
         """
         print_log(f'TimmViT: load backbone weights from {checkpoint}', logger='current')
-        raw = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        raw = load_checkpoint_weights_only(checkpoint, map_location='cpu')
         try:
             state = self.convert_state_dict(raw, prefix=prefix)
         except ValueError as err:

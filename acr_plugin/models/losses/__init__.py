@@ -8,6 +8,12 @@ from .acr_terms import (
     symmetric_kl_rows,
 )
 from .all_pairs_consistency_loss import AllPairsConsistencyLoss
+from .efficient_consistency import (
+    ChunkedConsistencyFunction,
+    chunked_consistency_terms,
+    qk_attention_entropy,
+    qk_patch_row_entropy,
+)
 from .multilabel_soft_margin_loss import (
     MultiLabelSoftMarginLoss,
     multilabel_soft_margin,
@@ -24,4 +30,8 @@ __all__ = [
     'normalize_cams',
     'patch_row_entropy',
     'symmetric_kl_rows',
+    'ChunkedConsistencyFunction',
+    'chunked_consistency_terms',
+    'qk_attention_entropy',
+    'qk_patch_row_entropy',
 ]

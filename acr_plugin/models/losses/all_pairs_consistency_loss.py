@@ -1,12 +1,13 @@
 """All-pairs consistency loss (ACR) between the attention of two views."""
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ..utils.attention_capture import probs_from_qk
 from ..utils.view_alignment import TokenAlignment, align_attention, align_maps
 from .acr_terms import (
     DISTANCES,
@@ -17,8 +18,27 @@ from .acr_terms import (
     normalize_cams,
     patch_row_entropy,
 )
+from .efficient_consistency import (
+    DEFAULT_CHUNK_SIZE,
+    GRAD_MODES,
+    AlignmentPlan,
+    chunked_consistency_terms,
+    compute_dtype,
+    make_plan,
+    qk_patch_row_entropy,
+)
 
 REDUCTIONS = ('none', 'mean', 'sum')
+#: how the attention terms are computed (see ``AllPairsConsistencyLoss``)
+ROUTES = ('naive', 'efficient')
+
+#: one captured layer: probabilities or a ``(q * scale, k)`` pair
+Record = Union[Tensor, Tuple[Tensor, Tensor]]
+
+
+def is_qk_record(record: Record) -> bool:
+    """Whether a captured record is a ``(q * scale, k)`` pair."""
+    return isinstance(record, (tuple, list)) and len(record) == 2
 
 
 @MODELS.register_module()
@@ -37,6 +57,22 @@ class AllPairsConsistencyLoss(nn.Module):
     a CAM-activation term, a stop-gradient side and an entropy cap (uniform
     attention is trivially consistent; the cap penalises it). Only view-1
     tokens marked valid by the alignment are compared (masked means).
+
+    Records: each layer's attention is either post-softmax probabilities
+    ``(B, [H,] T, T)`` (``AttentionCapture(mode='probs')``) or a ``(q * scale,
+    k)`` pair ``(B, H, T, d)`` each (``mode='qk'``: the model keeps its fused
+    attention kernel). ``route`` decides how ``(q, k)`` records are used:
+
+    * ``'efficient'`` (default): chunked recomputation
+      (``efficient_consistency``): no ``(B, H, T, T)`` tensor is stored, the
+      backward recomputes ``chunk_size`` query rows at a time. Equal to the
+      naive route up to float rounding (tested to 1e-5 relative, loss and
+      gradients).
+    * ``'naive'``: ``softmax(q k^T)`` materialised, then the official formula.
+
+    Probability records always take the naive formula (they are already
+    materialised). :attr:`capture_mode` tells a wrapper which records to
+    capture (``ACRSegmentor`` follows it).
 
     Args:
         num_prefix_tokens (int): Prefix (class) tokens ``P`` before the
@@ -75,6 +111,16 @@ class AllPairsConsistencyLoss(nn.Module):
             VOC, 100 COCO). Defaults to 1.0.
         loss_name (str): Prefix of the term keys, must start with
             ``loss_``. Defaults to ``'loss_acr'``.
+        route (str): ``'efficient'`` or ``'naive'`` (see above). Defaults to
+            ``'efficient'``.
+        chunk_size (int): Query rows per chunk of the efficient route.
+            Defaults to 64.
+        grad_mode (str): Efficient route, element-wise distances:
+            ``'recompute'`` (backward recomputes the chunks; only ``q`` and
+            ``k`` are kept) or ``'store'`` (the forward pass also computes
+            the gradients and keeps two ``(B, H, T, d)`` tensors per layer
+            and view: about a third less ACR compute, a little more
+            memory). Defaults to ``'recompute'``.
     """
 
     def __init__(
@@ -95,6 +141,9 @@ class AllPairsConsistencyLoss(nn.Module):
         reduction: str = 'mean',
         loss_weight: float = 1.0,
         loss_name: str = 'loss_acr',
+        route: str = 'efficient',
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        grad_mode: str = 'recompute',
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -126,6 +175,14 @@ class AllPairsConsistencyLoss(nn.Module):
                 f'{name}: the class-row term needs prefix tokens; set '
                 'cls_weight=0 when num_prefix_tokens=0'
             )
+        if route not in ROUTES:
+            raise ValueError(f'{name}: unknown route "{route}" (one of {ROUTES})')
+        if int(chunk_size) < 1:
+            raise ValueError(f'{name}: chunk_size must be >= 1: {chunk_size}')
+        if grad_mode not in GRAD_MODES:
+            raise ValueError(
+                f'{name}: unknown grad_mode "{grad_mode}" (one of {GRAD_MODES})'
+            )
         if layers is not None:
             layers = [int(i) for i in layers]
             if not layers:
@@ -146,6 +203,9 @@ class AllPairsConsistencyLoss(nn.Module):
         self.reduction = reduction
         self.loss_weight = loss_weight
         self._loss_name = loss_name
+        self.route = route
+        self.chunk_size = int(chunk_size)
+        self.grad_mode = grad_mode
         if not self.enabled_terms:
             raise ValueError(f'{name}: every term has weight 0')
 
@@ -153,6 +213,11 @@ class AllPairsConsistencyLoss(nn.Module):
     def loss_name(self) -> str:
         """Log key prefix of the terms (mmseg loss contract)."""
         return self._loss_name
+
+    @property
+    def capture_mode(self) -> str:
+        """``AttentionCapture`` mode this loss wants: ``'qk'`` or ``'probs'``."""
+        return 'qk' if self.route == 'efficient' else 'probs'
 
     @property
     def enabled_terms(self) -> List[str]:
@@ -188,6 +253,29 @@ class AllPairsConsistencyLoss(nn.Module):
                 )
         return self.layers
 
+    def _check_qk_layer(
+        self, r1: Record, r2: Record, alignment: TokenAlignment, layer: int
+    ) -> None:
+        name = type(self).__name__
+        p = self.num_prefix_tokens
+        for view, (q, k), n in (
+            (1, r1, alignment.num_tokens1),
+            (2, r2, alignment.num_tokens2),
+        ):
+            if q.dim() != 4 or q.shape != k.shape or q.shape[2] != p + n:
+                raise ValueError(
+                    f'{name}: view-{view} (q, k) record of layer {layer} has '
+                    f'shapes {tuple(q.shape)} / {tuple(k.shape)}, expected '
+                    f'(B, H, {p + n}, head_dim) = {p} prefix + {n} patch tokens '
+                    f'of grid {alignment.grid1 if view == 1 else alignment.grid2}'
+                )
+        q1, q2 = r1[0], r2[0]
+        if q1.shape[:2] != q2.shape[:2] or q1.shape[-1] != q2.shape[-1]:
+            raise ValueError(
+                f'{name}: layer {layer} batch/head dims differ between views: '
+                f'{tuple(q1.shape)} vs {tuple(q2.shape)}'
+            )
+
     def _check_layer(
         self, a1: Tensor, a2: Tensor, alignment: TokenAlignment, layer: int
     ) -> None:
@@ -210,11 +298,14 @@ class AllPairsConsistencyLoss(nn.Module):
                 f'{tuple(a1.shape[:-2])} vs {tuple(a2.shape[:-2])}'
             )
 
-    def _detach(self, x1: Tensor, x2: Tensor):
+    def _detach(self, x1: Record, x2: Record):
+        def detach(x: Record) -> Record:
+            return tuple(t.detach() for t in x) if is_qk_record(x) else x.detach()
+
         if self.stop_grad == 'view1':
-            x1 = x1.detach()
+            x1 = detach(x1)
         elif self.stop_grad == 'view2':
-            x2 = x2.detach()
+            x2 = detach(x2)
         return x1, x2
 
     def _cam_values(
@@ -247,6 +338,49 @@ class AllPairsConsistencyLoss(nn.Module):
         valid = None if alignment.valid is None else alignment.valid_mask(c1.device)
         return cam_term(c1, c2, valid, self.cam_distance, self.beta)
 
+    def _efficient_layer(
+        self,
+        r1: Tuple[Tensor, Tensor],
+        r2: Tuple[Tensor, Tensor],
+        alignment: TokenAlignment,
+        values: Dict[str, List[Tensor]],
+        entropies: List[List[Tensor]],
+        plans: Dict[tuple, AlignmentPlan],
+    ) -> None:
+        """One layer of (q, k) records by chunked recomputation."""
+        p = self.num_prefix_tokens
+        if 'entropy' in values:
+            for view, (q, k) in enumerate((r1, r2)):
+                entropies[view].append(qk_patch_row_entropy(q, k, p, self.chunk_size))
+        terms = tuple(t for t in ('cls', 'aff') if t in values)
+        if not terms:
+            return
+        q1 = r1[0]
+        dtype = compute_dtype(q1)
+        key = (q1.device, dtype)
+        if key not in plans:
+            plans[key] = make_plan(alignment, p, self.chunk_size, q1.device, dtype)
+        cls, aff = chunked_consistency_terms(
+            r1[0],
+            r1[1],
+            r2[0],
+            r2[1],
+            alignment,
+            num_prefix=p,
+            terms=terms,
+            head_average=self.head_average,
+            distance=self.distance,
+            beta=self.beta,
+            chunk_size=self.chunk_size,
+            plan=plans[key],
+            grad_mode=self.grad_mode,
+            grad_weights=(self.cls_weight, self.aff_weight),
+        )
+        if cls is not None:
+            values['cls'].append(cls)
+        if aff is not None:
+            values['aff'].append(aff)
+
     def _reduce(self, per_sample: Tensor, reduction: str) -> Tensor:
         if reduction == 'mean':
             return per_sample.mean()
@@ -267,9 +401,11 @@ class AllPairsConsistencyLoss(nn.Module):
         """Each enabled term, weighted by ``loss_weight`` and its own weight.
 
         Args:
-            attn1 (list[Tensor]): View-1 post-softmax attention per layer,
-                ``(B, H, P + N1, P + N1)`` (or ``(B, ...)`` without heads).
-            attn2 (list[Tensor]): View-2 attention, ``(B, H, P + N2, P + N2)``.
+            attn1 (list[Tensor | tuple]): View-1 records per layer:
+                post-softmax attention ``(B, H, P + N1, P + N1)`` (or
+                ``(B, ...)`` without heads) or ``(q * scale, k)`` pairs
+                ``(B, H, P + N1, d)``.
+            attn2 (list[Tensor | tuple]): View-2 records, ``P + N2`` tokens.
             alignment (TokenAlignment): View-2 -> view-1 token alignment.
             cams1 (Tensor, optional): ``(B, C, h1, w1)`` view-1 CAMs (CAM
                 term only; mask absent classes beforehand if wanted).
@@ -288,8 +424,18 @@ class AllPairsConsistencyLoss(nn.Module):
         values: Dict[str, List[Tensor]] = {t: [] for t in enabled if t != 'cam'}
         valid = alignment.valid
         entropies: List[List[Tensor]] = [[], []]
+        plans: Dict[tuple, AlignmentPlan] = {}  # one per device/dtype
         for layer in self._select_layers(attn1, attn2):
             a1, a2 = attn1[layer], attn2[layer]
+            qk1, qk2 = is_qk_record(a1), is_qk_record(a2)
+            if qk1 and qk2 and self.route == 'efficient':
+                self._check_qk_layer(a1, a2, alignment, layer)
+                a1, a2 = self._detach(a1, a2)
+                self._efficient_layer(a1, a2, alignment, values, entropies, plans)
+                continue
+            # naive route: materialise the probabilities of (q, k) records
+            a1 = probs_from_qk(*a1) if qk1 else a1
+            a2 = probs_from_qk(*a2) if qk2 else a2
             self._check_layer(a1, a2, alignment, layer)
             a1, a2 = self._detach(a1, a2)
             if 'entropy' in values:

@@ -1,19 +1,24 @@
 """ACR wrapper: adds all-pairs consistency to any mmseg WSSS segmentor."""
 
 import copy
+import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
 from ...structures import stack_img_labels
+from ..losses.efficient_consistency import qk_attention_entropy
 from ..utils.attention_capture import AttentionCapture, attention_entropy
 from ..utils.view_alignment import TokenAlignment, make_view, photometric_jitter
 
 VIEW2_SUFFIX = '_v2'
+#: query rows per layer that estimate the entropy diagnostic of (q, k) records
+ENTROPY_ROWS = 128
 
 
 @MODELS.register_module()
@@ -57,7 +62,11 @@ class ACRSegmentor(BaseSegmentor):
         photometric (dict, optional): Photometric jitter of view 2 (see
             ``photometric_jitter``). Defaults to None.
         capture (dict): ``AttentionCapture`` options: ``layers`` (None = all)
-            and ``mode`` (``'probs'``). Defaults to all layers, probs.
+            and ``mode``: ``'probs'``, ``'qk'`` or None, which follows
+            ``acr_loss.capture_mode`` (``'qk'`` for the default efficient
+            route: the model keeps its fused attention; ``'probs'`` if the
+            attention modules do not support ``'qk'``). Defaults to all
+            layers, mode None.
         capture_module (str): Dotted name of the submodule whose attention is
             captured (the ViT). Defaults to ``'backbone'``.
         view2_loss_weight (float): Weight of the model's own losses on view 2
@@ -95,7 +104,7 @@ class ACRSegmentor(BaseSegmentor):
         self.acr_loss = MODELS.build(acr_loss) if acr_loss else None
         self.view_cfg = dict(view or dict(type='flip'))
         self.photometric = photometric
-        self.capture_cfg = dict(layers=None, mode='probs')
+        self.capture_cfg = dict(layers=None, mode=None)
         self.capture_cfg.update(capture or {})
         self.capture_module = capture_module
         self.view2_loss_weight = view2_loss_weight
@@ -105,6 +114,8 @@ class ACRSegmentor(BaseSegmentor):
         self.align_corners = getattr(self.model, 'align_corners', False)
         # fail at build time, not at the first iteration
         self._capture_target()
+        if self.capture_cfg['mode'] is None:
+            self.capture_cfg['mode'] = self._auto_capture_mode()
         if (
             self.acr_loss is not None
             and self._needs_cams()
@@ -124,6 +135,26 @@ class ACRSegmentor(BaseSegmentor):
                 f'{type(self.model).__name__} has no submodule '
                 f'"{self.capture_module}" (ACRSegmentor.capture_module)'
             ) from err
+
+    def _auto_capture_mode(self) -> str:
+        """The loss's preferred capture mode, if the attention supports it."""
+        mode = getattr(self.acr_loss, 'capture_mode', 'probs')
+        if mode == 'qk':
+            try:
+                AttentionCapture(
+                    self._capture_target(), **dict(self.capture_cfg, mode=mode)
+                )
+            except NotImplementedError as err:
+                print_log(
+                    f'ACRSegmentor: capturing probabilities instead of (q, k) '
+                    f'(the loss then uses the naive route): {err}',
+                    logger='current',
+                    level=logging.WARNING,
+                )
+                mode = 'probs'
+            except (ValueError, IndexError):
+                pass  # a bad capture target or layer: loss() reports it
+        return mode
 
     def _needs_cams(self) -> bool:
         return getattr(self.acr_loss, 'cam_weight', 0.0) > 0
@@ -200,10 +231,22 @@ class ACRSegmentor(BaseSegmentor):
         return losses
 
     @staticmethod
-    def _diagnostics(attn: List[Tensor]) -> Dict[str, Tensor]:
-        """Detached per-batch attention entropy (no 'loss' in the key)."""
+    def _diagnostics(attn: list) -> Dict[str, Tensor]:
+        """Detached per-batch attention entropy (no 'loss' in the key).
+
+        From ``(q, k)`` records it is estimated on ``ENTROPY_ROWS`` evenly
+        spaced query rows per layer (exact for shorter sequences), so that
+        the diagnostic never materialises a whole attention map.
+        """
         with torch.no_grad():
-            ent = torch.stack([attention_entropy(a).mean() for a in attn])
+            ent = torch.stack(
+                [
+                    qk_attention_entropy(*a, max_rows=ENTROPY_ROWS).mean()
+                    if isinstance(a, tuple)
+                    else attention_entropy(a).mean()
+                    for a in attn
+                ]
+            )
         return dict(acr_attn_entropy=ent.mean())
 
     # ------------------------------------------------------------ inference

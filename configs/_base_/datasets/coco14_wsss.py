@@ -22,9 +22,10 @@ img_scale = (640, 640)
 label_file = data_root + '/cls_labels.npy'
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='WSSSLoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='DeriveImageLabels', num_classes=num_fg_classes),
+    # training images must hold a foreground class (errors name the image)
+    dict(type='DeriveImageLabels', num_classes=num_fg_classes, allow_empty=False),
     dict(type='RandomResize', scale=img_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
@@ -33,8 +34,13 @@ train_pipeline = [
     dict(type='PackWSSSInputs', keep_pixel_labels=False),
 ]
 train_pipeline_cls_labels = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadImageLabels', label_file=label_file, num_classes=num_fg_classes),
+    dict(type='WSSSLoadImageFromFile'),
+    dict(
+        type='LoadImageLabels',
+        label_file=label_file,
+        num_classes=num_fg_classes,
+        allow_empty=False,
+    ),
     dict(type='RandomResize', scale=img_scale, ratio_range=(0.5, 2.0), keep_ratio=True),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
@@ -42,7 +48,7 @@ train_pipeline_cls_labels = [
     dict(type='PackWSSSInputs', keep_pixel_labels=False),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='WSSSLoadImageFromFile'),
     dict(type='LoadAnnotations'),
     dict(type='DeriveImageLabels', num_classes=num_fg_classes),
     dict(type='PackWSSSInputs', keep_pixel_labels=True),

@@ -1,0 +1,447 @@
+"""Pseudo-label generation (``acr_plugin.apis.pseudo_labels`` and its CLI)."""
+
+import importlib.util
+import os
+import os.path as osp
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from mmengine.dataset import pseudo_collate
+from mmseg.evaluation import IoUMetric
+from PIL import Image
+
+from acr_plugin.apis import (
+    build_model,
+    build_split_dataset,
+    generate_pseudo_labels,
+    label_to_png,
+    labels_from_seg_logits,
+    read_label_png,
+    sample_name,
+    save_label_png,
+    search_bg_threshold,
+    shard_indices,
+)
+from acr_plugin.evaluation import CAMMetric
+from acr_plugin.utils import crf_available
+from tests.synthetic_runs import tiny_synthetic_cfg
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+ACR = osp.join(ROOT, 'configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py')
+NUM = 7  # odd: two ranks get unequal shards
+
+
+def _cfg(work_dir, num=NUM):
+    cfg = tiny_synthetic_cfg(ACR, str(work_dir), num_val=num)
+    cfg.test_dataloader.dataset.img_size = 32
+    cfg.model.model.backbone.img_size = 32
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    """A random-init tiny ACR model, its checkpoint and a 7-image split."""
+    work = tmp_path_factory.mktemp('pl')
+    torch.manual_seed(0)
+    cfg = _cfg(work)
+    model = build_model(cfg, device='cpu')
+    ckpt = str(work / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    dataset = build_split_dataset(cfg, 'test_dataloader')
+    return cfg, model, ckpt, dataset
+
+
+_OUTPUTS = {}
+
+
+def _reference_labels(model, dataset, bg_thr=None):
+    """Labels the long way: CAMs > threshold, else background."""
+    key = (id(model), id(dataset))
+    if key not in _OUTPUTS:  # one batched forward per model and split
+        data = pseudo_collate([dataset[i] for i in range(len(dataset))])
+        with torch.no_grad():
+            _OUTPUTS[key] = model.test_step(data)
+    outputs = _OUTPUTS[key]
+    labels = {}
+    for out in outputs:
+        logits = out.seg_logits.data.numpy()
+        if bg_thr is None:
+            labels[sample_name(out.img_path)] = out.pred_sem_seg.data[0].numpy()
+            continue
+        cams = logits[1:]
+        fg = cams.max(axis=0) > np.float32(bg_thr)
+        labels[sample_name(out.img_path)] = np.where(fg, cams.argmax(axis=0) + 1, 0)
+    return labels, outputs
+
+
+def _gt_maps(dataset):
+    return {
+        f'{i:06d}': dataset.get_data_info(i)['gt_seg_map'] for i in range(len(dataset))
+    }
+
+
+def _miou_from_files(folder, dataset):
+    """mmseg IoUMetric over the PNG files, independent of the generator."""
+    metric = IoUMetric(iou_metrics=['mIoU'])
+    metric.dataset_meta = dataset.metainfo
+    for name, gt in _gt_maps(dataset).items():
+        pred = np.array(Image.open(osp.join(folder, name + '.png')))
+        metric.process(
+            {},
+            [
+                dict(
+                    pred_sem_seg=dict(
+                        data=torch.from_numpy(pred.astype(np.int64))[None]
+                    ),
+                    gt_sem_seg=dict(data=torch.from_numpy(gt.astype(np.int64))[None]),
+                )
+            ],
+        )
+    return metric.evaluate(len(dataset))['mIoU']
+
+
+# ----------------------------------------------------------------- pure parts
+def test_sample_name_and_shards():
+    assert sample_name('data/VOC2012/JPEGImages/2007_000032.jpg') == '2007_000032'
+    assert sample_name('synthetic://wsss/seed0/000012') == '000012'
+    with pytest.raises(ValueError, match='file name'):
+        sample_name('a/')
+    for world in (1, 2, 3, 8):
+        shards = [shard_indices(7, r, world) for r in range(world)]
+        assert sorted(i for s in shards for i in s) == list(range(7))
+        padded = [shard_indices(7, r, world, pad=True) for r in range(world)]
+        assert len({len(s) for s in padded}) == 1
+        assert {i for s in padded for i in s} == set(range(7))
+    with pytest.raises(ValueError, match='rank'):
+        shard_indices(7, 2, 2)
+
+
+def test_labels_from_seg_logits_background_wins_ties():
+    logits = torch.tensor([[[0.5, 0.5, 0.5]], [[0.2, 0.6, 0.4]], [[0.4, 0.6, 0.3]]])
+    np.testing.assert_array_equal(labels_from_seg_logits(logits).numpy(), [[0, 1, 0]])
+    np.testing.assert_array_equal(
+        labels_from_seg_logits(logits, 0.4).numpy(), [[0, 1, 0]]
+    )
+    np.testing.assert_array_equal(
+        labels_from_seg_logits(logits, 0.1).numpy(), [[2, 1, 1]]
+    )
+    assert float(logits[0, 0, 0]) == 0.5  # not modified in place
+    with pytest.raises(ValueError, match='C \\+ 1'):
+        labels_from_seg_logits(logits[:1])
+
+
+def test_palette_png_roundtrip(tmp_path):
+    palette = [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    label = np.array([[0, 1, 2], [2, 255, 0]], np.uint8)
+    path = str(tmp_path / 'x.png')
+    save_label_png(label, path, palette)
+    with Image.open(path) as img:
+        assert img.mode == 'P'
+        flat = img.getpalette()
+        assert flat[:9] == [v for c in palette for v in c]
+        assert flat[255 * 3 : 255 * 3 + 3] == [224, 224, 192]
+    np.testing.assert_array_equal(read_label_png(path), label)
+    assert os.listdir(tmp_path) == ['x.png']
+    with pytest.raises(ValueError, match=r'\[0, 255\]'):
+        label_to_png(np.array([[256]]), palette)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    def broken_save(self, fp, *args, **kwargs):
+        fp.write(b'partial')
+        raise OSError('disk full')
+
+    monkeypatch.setattr(Image.Image, 'save', broken_save)
+    with pytest.raises(OSError, match='disk full'):
+        save_label_png(np.zeros((2, 2), np.uint8), str(tmp_path / 'y.png'), [[0] * 3])
+    assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------- generation
+def test_labels_are_argmax_at_threshold(setup, tmp_path):
+    cfg, model, _, dataset = setup
+    out = generate_pseudo_labels(
+        model, dataset, str(tmp_path), bg_thr=0.4, batch_size=3
+    )
+    assert out['written'] == NUM and out['skipped'] == 0
+    expected, _ = _reference_labels(model, dataset, 0.4)
+    names = sorted(os.listdir(tmp_path))
+    assert names == [f'{i:06d}.png' for i in range(NUM)]  # no temp files
+    palette = [v for c in dataset.metainfo['palette'] for v in c]
+    for name in names:
+        with Image.open(tmp_path / name) as img:
+            assert img.mode == 'P'
+            assert img.getpalette()[: len(palette)] == palette
+            label = np.array(img)
+        np.testing.assert_array_equal(label, expected[name[:-4]])
+    # labels are scored against the real masks with mmseg's IoUMetric
+    assert out['metrics']['mIoU'] == pytest.approx(
+        _miou_from_files(tmp_path, dataset), abs=1e-6
+    )
+
+
+def test_default_threshold_is_the_models_prediction(setup, tmp_path):
+    _, model, _, dataset = setup
+    generate_pseudo_labels(model, dataset, str(tmp_path), progress=False)
+    expected, _ = _reference_labels(model, dataset, None)
+    for name, label in expected.items():
+        np.testing.assert_array_equal(
+            read_label_png(str(tmp_path / f'{name}.png')), label
+        )
+
+
+def test_resume_skips_existing_files(setup, tmp_path):
+    _, model, _, dataset = setup
+    generate_pseudo_labels(model, dataset, str(tmp_path), bg_thr=0.3, progress=False)
+    first = {n: read_label_png(str(tmp_path / n)) for n in os.listdir(tmp_path)}
+    old = 1_000_000_000
+    for name in first:
+        os.utime(tmp_path / name, (old, old))
+    os.remove(tmp_path / '000002.png')
+    os.remove(tmp_path / '000005.png')
+    # a different threshold shows that kept files are not recomputed
+    out = generate_pseudo_labels(model, dataset, str(tmp_path), bg_thr=0.9)
+    assert out['written'] == 2 and out['skipped'] == NUM - 2
+    assert sorted(os.listdir(tmp_path)) == sorted(first)
+    expected_new, _ = _reference_labels(model, dataset, 0.9)
+    for name in first:
+        path = tmp_path / name
+        if name in ('000002.png', '000005.png'):
+            assert os.stat(path).st_mtime > old
+            np.testing.assert_array_equal(
+                read_label_png(str(path)), expected_new[name[:-4]]
+            )
+        else:
+            assert os.stat(path).st_mtime == old
+            np.testing.assert_array_equal(read_label_png(str(path)), first[name])
+    # the score covers kept and new files alike
+    assert out['metrics']['mIoU'] == pytest.approx(
+        _miou_from_files(tmp_path, dataset), abs=1e-6
+    )
+
+
+def test_no_ground_truth_no_metric(tmp_path):
+    cfg = _cfg(tmp_path, num=3)
+    model = build_model(cfg, device='cpu')
+    # the training split with its own pipeline keeps no pixel labels
+    cfg.train_dataloader.dataset.num_samples = 3
+    cfg.train_dataloader.dataset.img_size = 32
+    cfg.train_dataloader.dataset.pipeline = [dict(type='PackWSSSInputs')]
+    dataset = build_split_dataset(cfg, 'train_dataloader')
+    out = generate_pseudo_labels(model, dataset, str(tmp_path / 'o'), bg_thr=0.5)
+    assert out['metrics'] is None and out['written'] == 3
+    with pytest.raises(KeyError, match='gt_sem_seg'):
+        search_bg_threshold(model, dataset)
+    with pytest.raises(KeyError, match='no_such_loader'):
+        build_split_dataset(cfg, 'no_such_loader')
+
+
+def test_auto_threshold_is_cam_metric_best(setup):
+    _, model, _, dataset = setup
+    thr, metrics = search_bg_threshold(model, dataset, batch_size=4, progress=False)
+    _, outputs = _reference_labels(model, dataset)
+    metric = CAMMetric()
+    metric.dataset_meta = dataset.metainfo
+    metric.process({}, outputs)
+    expected = metric.evaluate(len(dataset))
+    assert thr == expected['best_thr'] and metrics == expected
+
+
+def test_best_threshold_labels_reproduce_cam_miou(setup, tmp_path):
+    """Pseudo labels at CAMMetric's best threshold score its best mIoU."""
+    _, model, _, dataset = setup
+    thr, cam = search_bg_threshold(model, dataset, progress=False)
+    out = generate_pseudo_labels(model, dataset, str(tmp_path), bg_thr=thr)
+    assert float(out['metrics']['mIoU']) == pytest.approx(cam['mIoU_best'], abs=0.011)
+
+
+@pytest.mark.skipif(not crf_available(), reason='pydensecrf2 missing')
+def test_crf_labels(setup, tmp_path):
+    from acr_plugin.apis.pseudo_labels import crf_scores, image_for_crf
+    from acr_plugin.utils import crf_refine_labels
+
+    _, model, _, dataset = setup
+    out = generate_pseudo_labels(
+        model, dataset, str(tmp_path), bg_thr=0.4, crf=dict(alpha=1.0), progress=False
+    )
+    assert out['written'] == NUM
+    _, outputs = _reference_labels(model, dataset)
+    for i, pred in enumerate(outputs[:3]):  # the CRF recomputed independently
+        label = read_label_png(str(tmp_path / f'{i:06d}.png'))
+        assert label.shape == tuple(pred.ori_shape)
+        present = {0} | {
+            int(c) + 1 for c in np.flatnonzero(dataset[i]['data_samples'].img_labels)
+        }
+        assert set(np.unique(label).tolist()) <= present
+        img = image_for_crf(dataset[i]['inputs'], pred.ori_shape)
+        scores = crf_scores(pred.seg_logits.data, alpha=1.0)
+        np.testing.assert_array_equal(
+            label, crf_refine_labels(img, scores, num_iters=10)
+        )
+    # zero pairwise weights: the CRF label is the unary argmax
+    shutil_dir = tmp_path / 'flat'
+    generate_pseudo_labels(
+        model,
+        dataset,
+        str(shutil_dir),
+        bg_thr=0.4,
+        crf=dict(gaussian_compat=0.0, bilateral_compat=0.0),
+        progress=False,
+    )
+    expected, _ = _reference_labels(model, dataset, 0.4)
+    for name, label in expected.items():
+        np.testing.assert_array_equal(
+            read_label_png(str(shutil_dir / f'{name}.png')), label
+        )
+
+
+# ----------------------------------------------------------------- CLI
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        'generate_pseudo_labels', osp.join(ROOT, 'tools/generate_pseudo_labels.py')
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cli_opts(num=NUM):
+    return [
+        f'test_dataloader.dataset.num_samples={num}',
+        'test_dataloader.dataset.img_size=32',
+        'model.model.backbone.img_size=32',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False',
+    ]
+
+
+def test_cli_auto_threshold_and_printed_miou(setup, tmp_path, capsys):
+    _, model, ckpt, dataset = setup
+    out_dir = str(tmp_path / 'labels')
+    result = _tool().main(
+        [ACR, ckpt, '--out-dir', out_dir, '--bg-thr', 'auto', '--cfg-options']
+        + _cli_opts()
+    )
+    printed = capsys.readouterr().out
+    thr, _ = search_bg_threshold(model, dataset, progress=False)
+    assert result['bg_thr'] == thr
+    assert f'auto background threshold: {thr:.2f}' in printed
+    miou = float(re.search(r'pseudo-label mIoU: ([0-9.]+)', printed).group(1))
+    assert miou == pytest.approx(_miou_from_files(out_dir, dataset), abs=1e-6)
+    expected, _ = _reference_labels(model, dataset, thr)
+    for name, label in expected.items():
+        np.testing.assert_array_equal(
+            read_label_png(osp.join(out_dir, name + '.png')), label
+        )
+
+
+def test_cli_errors(setup, tmp_path, monkeypatch):
+    _, _, ckpt, _ = setup
+    tool = _tool()
+    with pytest.raises(SystemExit):
+        tool.parse_args([ACR, ckpt, '--out-dir', 'x', '--bg-thr', 'high'])
+    with pytest.raises(SystemExit):
+        tool.parse_args([ACR, ckpt, '--out-dir', 'x', '--crf-alpha', '1'])
+    monkeypatch.setattr(tool, 'crf_available', lambda: False)
+    with pytest.raises(ImportError, match='pydensecrf2'):
+        tool.main([ACR, ckpt, '--out-dir', str(tmp_path), '--crf'])
+
+
+# ----------------------------------------------------------------- distributed
+def _dist_worker(rank, world_size, init_file, ckpt, out_dir, result_file):
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size
+    )
+    try:
+        torch.set_num_threads(1)
+        cfg = _cfg(osp.dirname(result_file))
+        model = build_model(cfg, ckpt, device='cpu')
+        dataset = build_split_dataset(cfg, 'test_dataloader')
+        thr, cam = search_bg_threshold(model, dataset, batch_size=2, progress=False)
+        out = generate_pseudo_labels(model, dataset, out_dir, bg_thr=thr, batch_size=2)
+        if rank == 0:
+            with open(result_file, 'wb') as f:
+                pickle.dump(dict(thr=thr, cam=cam, out=out), f)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one(setup, tmp_path):
+    _, model, ckpt, dataset = setup
+    result_file = str(tmp_path / 'result.pkl')
+    mp.spawn(
+        _dist_worker,
+        args=(2, str(tmp_path / 'init'), ckpt, str(tmp_path / 'dist'), result_file),
+        nprocs=2,
+        join=True,
+    )
+    with open(result_file, 'rb') as f:
+        dist_result = pickle.load(f)
+    thr, cam = search_bg_threshold(model, dataset, progress=False)
+    single = generate_pseudo_labels(
+        model, dataset, str(tmp_path / 'single'), bg_thr=thr
+    )
+    assert dist_result['thr'] == thr and dist_result['cam'] == cam
+    assert dist_result['out']['written'] == 4  # rank 0's shard of 7
+    assert sorted(os.listdir(tmp_path / 'dist')) == sorted(
+        os.listdir(tmp_path / 'single')
+    )
+    for name in os.listdir(tmp_path / 'single'):
+        np.testing.assert_array_equal(
+            read_label_png(str(tmp_path / 'dist' / name)),
+            read_label_png(str(tmp_path / 'single' / name)),
+        )
+    assert dist_result['out']['metrics'] == single['metrics']
+
+
+@pytest.mark.slow
+def test_cli_under_torch_distributed_run(setup, tmp_path):
+    """--launcher pytorch with two CPU (gloo) processes: same files, same mIoU."""
+    import subprocess
+    import sys
+
+    _, model, ckpt, dataset = setup
+    out_dir = str(tmp_path / 'labels')
+    cmd = [
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        '--standalone',
+        '--nproc_per_node',
+        '2',
+        osp.join(ROOT, 'tools/generate_pseudo_labels.py'),
+        ACR,
+        ckpt,
+        '--out-dir',
+        out_dir,
+        '--bg-thr',
+        '0.45',
+        '--launcher',
+        'pytorch',
+        '--no-progress',
+        '--cfg-options',
+        *_cli_opts(),
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected, _ = _reference_labels(model, dataset, 0.45)
+    assert sorted(os.listdir(out_dir)) == sorted(f'{n}.png' for n in expected)
+    for name, label in expected.items():
+        np.testing.assert_array_equal(
+            read_label_png(osp.join(out_dir, name + '.png')), label
+        )
+    printed = re.findall(r'pseudo-label mIoU: ([0-9.]+)', proc.stdout)
+    assert len(printed) == 1  # rank 0 only
+    assert float(printed[0]) == pytest.approx(
+        _miou_from_files(out_dir, dataset), abs=1e-6
+    )

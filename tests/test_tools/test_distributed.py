@@ -1,0 +1,168 @@
+"""tools/dist_train.sh trains on CPU with 2 processes (gloo), with and without ACR.
+
+The 2-process run (batch 4 per process) must reach the weights of a
+1-process run with batch 8 on the same samples: DefaultSampler gives rank r
+the indices r, r + 2, ... of the shuffled epoch, so both see the same global
+batches, and DDP averages the gradients of the two per-process means. That
+holds only if both ranks took part in every step with identical parameters.
+Random flips are off so that the data do not depend on per-rank RNG streams.
+The final norm of the ViT is never used (``out_norm=False``), so DDP needs
+``find_unused_parameters`` (set in ``default_runtime.py``); the position
+embedding is frozen to cover frozen parameters too.
+"""
+
+import argparse
+import copy
+import glob
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import get_torch_safe_globals
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+VIT_CAM = 'configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
+ACR = 'configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
+ITERS = 3
+# weights of the 2-process and the 1-process runs agree to ~2e-5 (float
+# summation order, amplified by Adam's normalisation); a run that ignored one
+# rank's gradients differs by ~5e-3
+ATOL = 2e-4
+
+
+def _options(prefix: str):
+    return [
+        'train_dataloader.dataset.num_samples=16',
+        'train_dataloader.batch_size=4',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'train_dataloader.dataset.pipeline.0.prob=0.0',  # no random flips
+        'val_dataloader.dataset.num_samples=4',
+        'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False',
+        'test_dataloader.dataset.num_samples=4',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False',
+        f'train_cfg.max_iters={ITERS}',
+        f'train_cfg.val_interval={ITERS}',
+        f'param_scheduler.0.total_steps={ITERS}',
+        f'default_hooks.checkpoint.interval={ITERS}',
+        f'{prefix}backbone.freeze_pos_embed=True',
+        'log_level=INFO',
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _dist_train(config: str, work_dir: str, options) -> subprocess.CompletedProcess:
+    cmd = ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work_dir]
+    cmd += ['--cfg-options', *options]
+    for _ in range(2):  # a port taken between probing and binding: retry once
+        env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()))
+        env.update(OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if out.returncode == 0 or 'address already in use' not in out.stderr.lower():
+            break
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out
+
+
+class _InitWeights(Hook):
+    """Copy the weights right before the first update."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter == 0:
+            self.state = copy.deepcopy(runner.model.state_dict())
+
+
+def _single_process_reference(config: str, work_dir: str, options):
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg.merge_from_dict(parser.parse_args(['--cfg-options', *options]).cfg_options)
+    cfg.train_dataloader.batch_size = 8  # = 2 processes x 4
+    cfg.work_dir = work_dir
+    cfg.log_level = 'WARNING'
+    cfg.experiment_name = f'single_{osp.basename(config)}'
+    runner = Runner.from_cfg(cfg)
+    init = _InitWeights()
+    runner.register_hook(init)
+    runner.train()
+    return runner.model.state_dict(), init.state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    'config,prefix',
+    [(VIT_CAM, 'model.'), (ACR, 'model.model.')],
+    ids=['vit_cam', 'acr'],
+)
+def test_dist_train_two_cpu_processes(config, prefix, tmp_path):
+    options = _options(prefix)
+    work_dir = str(tmp_path / 'dist')
+    _dist_train(config, work_dir, options)
+
+    (log_file,) = glob.glob(osp.join(work_dir, '*', '*.log'))
+    with open(log_file) as f:
+        log = f.read()
+    assert 'Distributed training: True' in log
+    assert 'mIoU' in log  # the distributed validation gathered its results
+
+    with torch.serialization.safe_globals(get_torch_safe_globals()):
+        ckpt = torch.load(
+            osp.join(work_dir, f'iter_{ITERS}.pth'),
+            map_location='cpu',
+            weights_only=True,
+        )
+    meta = ckpt['meta']
+    assert meta['iter'] == ITERS and meta['seed'] == 0
+    assert "launcher = 'pytorch'" in meta['cfg']
+    assert meta['dataset_meta']['classes'][0] == 'background'
+
+    state, init = _single_process_reference(config, str(tmp_path / 'single'), options)
+    dist_state = ckpt['state_dict']
+    assert dist_state.keys() == state.keys()  # no 'module.' prefix, no key lost
+    for name, value in dist_state.items():
+        assert torch.isfinite(value).all(), name
+        torch.testing.assert_close(value, state[name], atol=ATOL, rtol=0, msg=name)
+
+    vit = prefix[len('model.') :] + 'backbone.vit.'
+    # frozen and unused parameters stay at their initial values ...
+    for name in ('pos_embed', 'norm.weight', 'norm.bias'):
+        assert torch.equal(dist_state[vit + name], init[vit + name]), name
+    # ... everything else was trained
+    changed = [
+        name for name, value in dist_state.items() if not torch.equal(value, init[name])
+    ]
+    assert len(changed) == len(dist_state) - 3
+
+
+def test_cpu_distributed_setup_errors(monkeypatch):
+    from acr_plugin.engine.dist_utils import setup_cpu_distributed
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config(dict(launcher='none', env_cfg=dict(dist_cfg=dict(backend='gloo'))))
+    assert setup_cpu_distributed(cfg) is False
+    cfg.launcher = 'slurm'
+    with pytest.raises(ValueError, match='launcher "pytorch".*slurm'):
+        setup_cpu_distributed(cfg)
+    cfg.launcher = 'pytorch'
+    cfg.env_cfg.dist_cfg.backend = 'nccl'
+    with pytest.raises(ValueError, match='backend="nccl" needs GPUs'):
+        setup_cpu_distributed(cfg)
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(KeyError, match='RANK.*dist_train.sh'):
+        setup_cpu_distributed(cfg)
