@@ -18,5 +18,5 @@ model = dict(
         aff_weight=1.0,
     ),
     view=dict(type='flip'),
-    capture=dict(layers=None, mode='probs'),
+    capture=dict(layers=None),  # mode follows the loss: (q, k) for the efficient route
 )

@@ -4,12 +4,14 @@ The naive route (``AllPairsConsistencyLoss`` on post-softmax records) needs
 every regularised layer off the fused attention kernel and keeps ``(B, H, N,
 N)`` probabilities per layer and view until backward. Here the model keeps
 its fused kernel; the capture records the scaled queries and keys ``(q, k)``
-(``AttentionCapture(mode='qk')``), which autograd holds anyway, and the terms
-are computed from them by recomputing ``softmax(q k^T)`` for ``chunk_size``
-query rows at a time, in forward and again in backward
-(:class:`ChunkedConsistencyFunction`). No ``(B, H, N, N)`` tensor ever
-exists: the extra memory is ``O(B H chunk N)`` while a chunk is processed
-plus the ``(B, H, N, d)`` gradients of ``q`` and ``k`` in backward.
+(``AttentionCapture(mode='qk')``) and the terms are recomputed from them,
+``chunk_size`` query rows of ``softmax(q k^T)`` at a time, in forward and
+again in backward (:class:`ChunkedConsistencyFunction`). No ``(B, H, N, N)``
+tensor ever exists. Memory: the function keeps only its inputs (for timm,
+``k`` is a view of the ``qkv`` output that the fused kernel keeps anyway;
+``q * scale`` is one ``(B, H, N, d)`` tensor per layer and view), works in
+``O(B H chunk N)`` per chunk, and returns ``(B, H, N, d)`` gradients for
+``q`` and ``k`` (which wait for the backward pass to reach their layer).
 
 Terms, per sample, identical to ``acr_terms.class_row_term`` and
 ``acr_terms.affinity_term`` applied to the probabilities with view 2 aligned
@@ -18,21 +20,23 @@ by ``align_attention`` (``P`` prefix tokens, view-1 patch ``i`` valid):
 * class rows: ``mean_{[h,] p < P, k valid} d(A1[p, P + k], A2al[p, P + k])``
 * affinity: ``mean_{[h,] i, k valid} d(A1[P + i, P + k], A2al[P + i, P + k])``
 
-Alignment of view 2 (``TokenAlignment``):
+Alignment of view 2 (``TokenAlignment``, see :class:`AlignmentPlan`):
 
-* ``perm`` (flip, crop, nearest rescale): aligned row ``P + i`` is view-2
-  row ``P + perm[i]`` and aligned column ``P + k`` is view-2 column
-  ``P + perm[k]``, so a chunk of view-1 rows needs exactly the same number
-  of view-2 rows (gathered queries) and a column gather: fully chunked.
-* ``matrix`` R (bilinear rescale): aligned patch block ``R A2 R^T``. Softmax
-  is not linear in the queries, so view-2 queries cannot be resampled;
-  instead the view-2 rows that a chunk of view-1 rows draws from (the
-  non-zero columns of ``R[chunk]``: a handful per row for bilinear weights)
-  are recomputed and mixed, ``R[chunk, support] @ A2[support]``, then the
-  columns are mixed by a dense ``@ R^T``. Memory stays ``O(chunk N)`` for a
-  sparse R (a dense R makes the support every row: correct but
-  ``O(N^2)``); the column mix costs ``O(N1 N2 N1)`` per layer and sample,
-  so matrix alignments are slower than perms.
+* injective ``perm`` (flip, crop, nearest up-scaling): aligned row
+  ``P + i`` is view-2 row ``P + perm[i]`` and aligned column ``P + k`` is
+  view-2 column ``P + perm[k]``. Reordering the tokens of ``q`` and ``k``
+  once makes every chunk a slice of both views: fully efficient (softmax
+  rows do not care about the order of the keys, and the unmatched keys of
+  a crop stay in the normaliser).
+* ``matrix`` R (bilinear rescale; also a perm that repeats view-2 tokens):
+  aligned patch block ``R A2 R^T``. Softmax is not linear in the queries,
+  so view-2 queries cannot be resampled; instead the range of view-2 rows
+  that a chunk of view-1 rows draws from (a few rows beyond the chunk for
+  bilinear weights) is recomputed and mixed, ``R[chunk, lo:hi] @
+  A2[lo:hi]``, and the columns are mixed by ``@ R^T`` (a sparse matrix
+  product when R is sparse). Memory stays ``O(chunk N)`` for a local R (a
+  dense R makes the range every row: correct, ``O(N^2)``); the mixing makes
+  this path somewhat slower than perms.
 
 Invalid view-1 tokens (crop) are skipped as rows and as columns, which is
 what the naive masked means compute.
@@ -40,11 +44,12 @@ what the naive masked means compute.
 Distances: ``'l1'``, ``'l2'`` and ``'smooth_l1'`` go through the custom
 autograd function, whose backward is the distance derivative (``sign`` of
 the difference for L1) pushed through the head mean, the alignment and the
-softmax Jacobian ``dS = A (dA - sum_j dA A)``, one chunk at a time. ``'kl'``
-(whole-row symmetric KL) and the entropy penalty use a generic path instead:
-the same chunked differentiable computation wrapped in non-reentrant
-activation checkpointing per chunk (same memory bound, autograd's Jacobian,
-a little slower).
+softmax Jacobian ``dS = A (dA - sum_j dA A)``, one chunk at a time
+(``grad_mode='store'`` computes it during the forward pass instead and
+keeps the gradients). ``'kl'`` (whole-row symmetric KL) and the entropy
+penalty use a generic path: the same chunked differentiable computation
+wrapped in non-reentrant activation checkpointing per chunk (same memory
+bound, autograd's Jacobian, a little slower).
 """
 
 import math
