@@ -34,8 +34,11 @@ lint: $(STAMP)
 demo: $(STAMP)
 	bash tools/demo.sh $(DEMO_CONFIG) $(WORK_DIR)
 
+# Performance and the synthetic ablation (see README "Results"; ~1 h on 2 CPU cores)
 bench: $(STAMP)
-	$(PY) benchmarks/vit_cam_synthetic.py
+	$(PY) benchmarks/cam_throughput.py
+	$(PY) benchmarks/acr_overhead.py --threads 1
+	$(PY) benchmarks/synthetic_ablation.py
 
 clean:
 	rm -rf work_dirs .pytest_cache .ruff_cache
