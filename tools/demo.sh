@@ -28,7 +28,8 @@ fi
 
 $PYTHON tools/train.py "$CONFIG" --work-dir "$WORK_DIR/train" "${INIT[@]}"
 CKPT=$(cat "$WORK_DIR/train/last_checkpoint")
+echo "demo: checkpoint $CKPT"
+echo "demo: CAM pictures go to $WORK_DIR/test/vis/vis_data/vis_image"
+# last: the test loop, ending with mmseg's mIoU line
 $PYTHON tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR/test" \
     --show-dir "$WORK_DIR/test/vis"
-echo "demo: checkpoint $CKPT"
-echo "demo: CAM pictures in $WORK_DIR/test/vis/vis_data/vis_image"
