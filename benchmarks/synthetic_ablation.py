@@ -87,6 +87,7 @@ DEFAULT_VARIANTS = [
     'uniform_attn',
     'acr_flip',
     'acr_entcap',
+    'acr_stopgrad',
     'acr_rescale',
 ]
 KEY_METRICS = [
