@@ -37,3 +37,31 @@ def stack_img_labels(data_samples) -> torch.Tensor:
             )
         labels.append(sample.get(IMG_LABELS).float())
     return torch.stack(labels)
+
+
+def labels_for_prediction(data_samples, owner: str, switch: str) -> torch.Tensor:
+    """Image labels ``(B, C)`` a predictor restricts its CAMs to.
+
+    Args:
+        data_samples (list, optional): The batch's samples.
+        owner (str): Prefix of the error naming the setting, e.g.
+            ``'test_cfg.'``.
+        switch (str): How to turn the restriction off, for the error.
+
+    Raises:
+        KeyError: If a sample (or the whole list) carries no ``img_labels``.
+    """
+    if data_samples is None or any(IMG_LABELS not in s for s in data_samples):
+        raise KeyError(
+            f'{owner}use_labels=True needs "{IMG_LABELS}" in every test sample '
+            '(DeriveImageLabels/LoadImageLabels in the test pipeline), or set '
+            f'{switch}'
+        )
+    return stack_img_labels(data_samples)
+
+
+def attach_img_logits(results, logits: torch.Tensor):
+    """Store each image's logits ``(C,)`` as ``pred_img_logits``; return results."""
+    for sample, row in zip(results, logits):
+        sample.set_data({PRED_IMG_LOGITS: row})
+    return results

@@ -12,7 +12,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import OptMultiConfig, SampleList
 from torch import Tensor, nn
 
-from ...structures import IMG_LABELS, PRED_IMG_LOGITS, stack_img_labels
+from ...structures import attach_img_logits, labels_for_prediction
 from ..utils.attention_capture import AttentionCapture, find_attention_modules
 from ..utils.cam_ops import cams_to_seg_logits, minmax_normalize
 from .grad_cam_ops import (
@@ -536,16 +536,10 @@ class ClsTokenGradCAMHead(BaseModule):
         bg_thr = self._test_cfg(model, 'bg_thr', 0.5)
         class_sets = None
         if use_labels:
-            if data_samples is None or any(IMG_LABELS not in s for s in data_samples):
-                raise KeyError(
-                    'ClsTokenGradCAMHead: use_labels=True needs "img_labels" in '
-                    'every test sample (DeriveImageLabels/LoadImageLabels in the '
-                    'test pipeline), or set use_labels=False'
-                )
-            class_sets = stack_img_labels(data_samples).to(inputs.device)
+            class_sets = labels_for_prediction(
+                data_samples, 'ClsTokenGradCAMHead: ', 'use_labels=False'
+            ).to(inputs.device)
         out = self.explain(model, inputs, class_sets)
         seg_logits = cams_to_seg_logits(out['cams'], bg_thr, out['classes'])
         results = model.postprocess_result(seg_logits, data_samples)
-        for sample, logits in zip(results, out['logits']):
-            sample.set_data({PRED_IMG_LOGITS: logits})
-        return results
+        return attach_img_logits(results, out['logits'])

@@ -8,7 +8,11 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from ...structures import IMG_LABELS, PRED_IMG_LOGITS, stack_img_labels
+from ...structures import (
+    attach_img_logits,
+    labels_for_prediction,
+    stack_img_labels,
+)
 from ..utils.cam_ops import (
     cam_from_patch_tokens,
     cams_to_seg_logits,
@@ -235,23 +239,44 @@ class ViTCAM(BaseSegmentor):
         return self.loss_by_outputs(outputs, labels), outputs['cams']
 
     # ------------------------------------------------------------ inference
+    @staticmethod
+    def _image_logits(outputs: Dict[str, Tensor]) -> Tensor:
+        return outputs.get('token_logits', outputs.get('patch_logits'))
+
     def logits(self, inputs: Tensor) -> Tensor:
         """Image-level logits: the token head's, else the patch head's."""
-        outputs = self.forward_outputs(inputs)
-        return outputs.get('token_logits', outputs.get('patch_logits'))
+        return self._image_logits(self.forward_outputs(inputs))
 
     def tta_cams(self, inputs: Tensor) -> Tensor:
         """Multi-scale + flip CAMs at input size, min-max normalised."""
+        return self._tta_cams_and_logits(inputs)[0]
+
+    def _tta_cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """:meth:`tta_cams` and the image-level logits of the plain input.
+
+        The logits are read from the TTA pass's forward at the input size
+        (its first ``B`` images are the unflipped input), so prediction needs
+        no separate forward; they are None when no scale keeps that size.
+        """
         cfg = self.test_cfg
+        logits = []
+
+        def cam_fn(batch: Tensor) -> Tensor:
+            outputs = self.forward_outputs(batch)
+            if not logits and batch.shape[-2:] == inputs.shape[-2:]:
+                logits.append(self._image_logits(outputs)[: inputs.shape[0]])
+            return outputs['cams']
+
         cams = multi_scale_flip_cams(
-            self.cam,
+            cam_fn,
             inputs,
             scales=cfg['scales'],
             flip=cfg['flip'],
             flip_merge=cfg['flip_merge'],
             align_corners=self.align_corners,
         )
-        return minmax_normalize(cams, cfg['eps'])
+        img_logits = logits[0] if logits else None
+        return minmax_normalize(cams, cfg['eps']), img_logits
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Seg logits ``(B, C + 1, H, W)`` with every class competing."""
@@ -265,21 +290,15 @@ class ViTCAM(BaseSegmentor):
         """CAM pseudo masks as ``seg_logits`` / ``pred_sem_seg``."""
         labels = None
         if self.test_cfg['use_labels']:
-            if data_samples is None or any(IMG_LABELS not in s for s in data_samples):
-                raise KeyError(
-                    'test_cfg.use_labels=True needs "img_labels" in every '
-                    'test sample (DeriveImageLabels/LoadImageLabels in the '
-                    'test pipeline), or set model.test_cfg.use_labels=False'
-                )
-            labels = stack_img_labels(data_samples).to(inputs.device)
-        img_logits = self.logits(inputs)
-        seg_logits = cams_to_seg_logits(
-            self.tta_cams(inputs), self.test_cfg['bg_thr'], labels
-        )
+            labels = labels_for_prediction(
+                data_samples, 'test_cfg.', 'model.test_cfg.use_labels=False'
+            ).to(inputs.device)
+        cams, img_logits = self._tta_cams_and_logits(inputs)
+        if img_logits is None:
+            img_logits = self.logits(inputs)
+        seg_logits = cams_to_seg_logits(cams, self.test_cfg['bg_thr'], labels)
         results = self.postprocess_result(seg_logits, data_samples)
-        for sample, logits in zip(results, img_logits):
-            sample.set_data({PRED_IMG_LOGITS: logits})
-        return results
+        return attach_img_logits(results, img_logits)
 
     def _forward(
         self, inputs: Tensor, data_samples: Optional[SampleList] = None

@@ -107,3 +107,16 @@ def test_bad_configs_raise():
         build_model(num_classes=1)
     with pytest.raises(ValueError, match='patch_head'):
         build_model(cam_source='patch')
+
+
+@pytest.mark.parametrize('scales', [(1.0, 0.75), (0.75,)])
+def test_predicted_image_logits_are_those_of_the_plain_input(scales):
+    torch.manual_seed(0)
+    model = build_model(test_cfg=dict(scales=scales))
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        results = model.predict(x, make_samples([[0, 1, 0], [1, 0, 1]]))
+        expected = model.logits(x)
+    got = torch.stack([r.pred_img_logits for r in results])
+    torch.testing.assert_close(got, expected)
