@@ -15,6 +15,14 @@ the same number of iterations. Variants (``--variants``):
   penalty, so it cannot satisfy the loss trivially).
 - ``acr_stopgrad``: ACR with a stop-gradient on view 2.
 - ``acr_rescale``: ACR with a rescaled second view (token resampling R A R^T).
+- ``toco_*`` / ``mct_*``: the same protocol for the ToCo-style single-stage
+  model and the MCTformer-V2-style multi-class-token model (their synthetic
+  configs): ``_baseline``, ``_two_view`` (compute-matched, alpha = 0),
+  ``_uniform_attn`` and ``_acr`` (their ACR configs: ToCo with the CAM term,
+  MCTformer with C class-token rows). Paired differences are taken against
+  the baseline of the same model and seed. ToCo's iteration schedule (seg
+  loss after 10 % of the run) is scaled to ``--iters``; ToCo also reports
+  its decoder's mIoU (``seg_mIoU``), its CAM columns are its patch CAM.
 
 Each trained model is evaluated with its patch CAM and, for the variants in
 ``--grad-head``, with the class-token-gradient CAM head. Reported per run:
@@ -31,6 +39,8 @@ Usage::
     python benchmarks/synthetic_ablation.py                     # full ablation
     python benchmarks/synthetic_ablation.py --variants baseline --seeds 0 \
         --iters 600                                             # ViT-CAM only
+    python benchmarks/synthetic_ablation.py --variants toco_baseline \
+        toco_two_view toco_uniform_attn toco_acr                # ToCo rows
 
 Runs are cached under ``--work-dir`` (one JSON per run), so an interrupted
 ablation resumes where it stopped. The last line printed is one JSON object.
@@ -50,11 +60,13 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
+from mmseg.evaluation import IoUMetric
 from mmseg.registry import MODELS
 
 import acr_plugin  # noqa: F401  (registers components)
 from acr_plugin.evaluation import CAMMetric
 from acr_plugin.evaluation.multilabel_f1_metric import multilabel_f1_counts
+from acr_plugin.models.segmentors.toco import CAM_SEG_LOGITS
 from acr_plugin.models.utils.attention_capture import (
     AttentionCapture,
     attention_entropy,
@@ -68,8 +80,16 @@ PRETRAIN_CFG = (
 VIT_CAM_CFG = 'configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_CFG = 'configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
 
+TOCO_CFG = 'configs/toco/toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
+ACR_TOCO_CFG = 'configs/acr/acr_toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
+MCT_CFG = 'configs/mctformer/mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
+ACR_MCT_CFG = 'configs/acr/acr_mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
+
+MCT_GRAD_HEAD = dict(prefix_row='class')
+#: ``family`` names the model; paired differences are taken against the
+#: ``baseline`` variant of the same family and seed
 VARIANTS: Dict[str, dict] = {
-    'baseline': dict(config=VIT_CAM_CFG),
+    'baseline': dict(config=VIT_CAM_CFG, family='vit_cam', baseline=True),
     'two_view': dict(config=ACR_CFG, model=dict(acr_loss=None)),
     'uniform_attn': dict(config=VIT_CAM_CFG, uniform=True),
     'acr_flip': dict(config=ACR_CFG),
@@ -80,7 +100,23 @@ VARIANTS: Dict[str, dict] = {
     'acr_rescale': dict(
         config=ACR_CFG, model=dict(view=dict(type='rescale', scale_range=(0.75, 1.25)))
     ),
+    'toco_baseline': dict(config=TOCO_CFG, family='toco', baseline=True),
+    'toco_two_view': dict(
+        config=ACR_TOCO_CFG, family='toco', model=dict(acr_loss=None)
+    ),
+    'toco_uniform_attn': dict(config=TOCO_CFG, family='toco', uniform=True),
+    'toco_acr': dict(config=ACR_TOCO_CFG, family='toco'),
+    'mct_baseline': dict(
+        config=MCT_CFG, family='mctformer', baseline=True, grad_head=MCT_GRAD_HEAD
+    ),
+    'mct_two_view': dict(
+        config=ACR_MCT_CFG, family='mctformer', model=dict(acr_loss=None)
+    ),
+    'mct_uniform_attn': dict(config=MCT_CFG, family='mctformer', uniform=True),
+    'mct_acr': dict(config=ACR_MCT_CFG, family='mctformer', grad_head=MCT_GRAD_HEAD),
 }
+for _spec in VARIANTS.values():
+    _spec.setdefault('family', 'vit_cam')
 DEFAULT_VARIANTS = [
     'baseline',
     'two_view',
@@ -89,6 +125,14 @@ DEFAULT_VARIANTS = [
     'acr_entcap',
     'acr_stopgrad',
     'acr_rescale',
+    'toco_baseline',
+    'toco_two_view',
+    'toco_uniform_attn',
+    'toco_acr',
+    'mct_baseline',
+    'mct_two_view',
+    'mct_uniform_attn',
+    'mct_acr',
 ]
 KEY_METRICS = [
     'mIoU_best',
@@ -101,6 +145,7 @@ KEY_METRICS = [
     'bg_fp',
     'f1_token',
     'f1_patch',
+    'seg_mIoU',
     'attn_entropy_mean',
 ]
 
@@ -128,7 +173,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--grad-head',
         nargs='*',
-        default=['baseline', 'acr_flip', 'two_view'],
+        default=['baseline', 'acr_flip', 'two_view', 'mct_baseline', 'mct_acr'],
         help='variants also evaluated with the gradient head',
     )
     parser.add_argument(
@@ -166,11 +211,20 @@ def prepare_cfg(path: str, work_dir: str, args, seed: int, iters: int) -> Config
     cfg.train_dataloader.dataset.num_samples = args.num_train
     cfg.train_dataloader.batch_size = args.batch
     cfg.val_dataloader.dataset.num_samples = args.num_val
+    cfg_max_iters = cfg.train_cfg.max_iters
     cfg.train_cfg.max_iters = iters
     cfg.train_cfg.val_interval = iters + 1  # evaluated by this script
     for sched in cfg.param_scheduler:
         if sched.get('type') == 'OneCycleLR':
             sched.total_steps = iters
+    # iteration schedules (ToCo's seg-loss warm-up) keep their share of the run
+    for hook in cfg.get('custom_hooks', []):
+        if hook.get('type') == 'TrainPhaseHook':
+            total = cfg_max_iters
+            previous = -1
+            for phase in hook.phases:
+                begin = int(round(phase.begin * iters / total)) if phase.begin else 0
+                phase.begin = previous = max(begin, previous + 1)
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', by_epoch=False, interval=iters, max_keep_ckpts=1
     )
@@ -197,13 +251,22 @@ def inner_model(model):
     return model.model if hasattr(model, 'acr_loss') else model
 
 
+#: image-level logits of each model family -> F1 key
+F1_KEYS = dict(token_logits='f1_token', patch_logits='f1_patch', logits='f1_patch')
+
+
 @torch.no_grad()
 def evaluate(model, dataloader, grad_head=None) -> Dict[str, float]:
-    """CAM metrics, per-head F1 and per-layer attention entropy on a split."""
-    vit_cam = inner_model(model)
-    vit_cam.eval()
+    """CAM metrics, per-head F1, decoder mIoU (ToCo) and per-layer attention
+    entropy on a split."""
+    wsss = inner_model(model)
+    wsss.eval()
     metric = CAMMetric(fp_budget=0.10)
     metric.dataset_meta = dataloader.dataset.metainfo
+    seg_metric = None
+    if hasattr(wsss, 'decode_head'):
+        seg_metric = IoUMetric(iou_metrics=['mIoU'])
+        seg_metric.dataset_meta = dataloader.dataset.metainfo
     f1_counts: Dict[str, torch.Tensor] = {}
     entropy_sum = None
     num_images = 0
@@ -211,26 +274,33 @@ def evaluate(model, dataloader, grad_head=None) -> Dict[str, float]:
         data = model.data_preprocessor(batch, False)
         inputs, samples = data['inputs'], data['data_samples']
         labels = stack_img_labels(samples)
-        with AttentionCapture(vit_cam.backbone) as cap:
-            outputs = vit_cam.forward_outputs(inputs)
+        with AttentionCapture(wsss.backbone) as cap:
+            outputs = wsss.forward_outputs(inputs)
             attn = cap.pop()
         ent = torch.stack([attention_entropy(a).sum() for a in attn])
         entropy_sum = ent if entropy_sum is None else entropy_sum + ent
         num_images += inputs.shape[0]
-        for head in ('token_logits', 'patch_logits'):
+        for head, key in F1_KEYS.items():
             if head in outputs:
                 counts = multilabel_f1_counts(outputs[head], labels)
-                f1_counts[head] = f1_counts.get(head, 0) + counts
+                f1_counts[key] = f1_counts.get(key, 0) + counts
         if grad_head is None:
-            preds = vit_cam.predict(inputs, samples)
+            preds = wsss.predict(inputs, samples)
         else:
-            preds = grad_head.predict(vit_cam, inputs, samples)
+            preds = grad_head.predict(wsss, inputs, samples)
+        if seg_metric is not None and grad_head is None:
+            seg_metric.process(batch, [p.to_dict() for p in preds])
+            for p in preds:  # the CAM prediction, in the CAMMetric layout
+                p.seg_logits = p.get(CAM_SEG_LOGITS)
         metric.process(batch, preds)
     results = metric.compute_metrics(metric.results)
-    for head, counts in f1_counts.items():
+    if seg_metric is not None and grad_head is None:
+        results['seg_mIoU'] = float(
+            seg_metric.compute_metrics(seg_metric.results)['mIoU']
+        )
+    for key, counts in f1_counts.items():
         tp, fp, fn = counts.double().sum(0)
-        name = 'f1_token' if head == 'token_logits' else 'f1_patch'
-        results[name] = round(100 * (2 * tp / (2 * tp + fp + fn)).item(), 2)
+        results[key] = round(100 * (2 * tp / (2 * tp + fp + fn)).item(), 2)
     entropy = (entropy_sum / num_images).tolist()
     results['attn_entropy_per_layer'] = [round(e, 4) for e in entropy]
     results['attn_entropy_mean'] = round(sum(entropy) / len(entropy), 4)
@@ -261,7 +331,9 @@ def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
     if ckpt is not None:
         backbone.init_cfg = dict(type='Pretrained', checkpoint=ckpt)
     if spec.get('uniform'):
-        cfg.custom_hooks = [dict(type='UniformAttentionHook', module='backbone')]
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='UniformAttentionHook', module='backbone')
+        ]
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
@@ -277,14 +349,11 @@ def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
     else:
         result['patch'] = evaluate(model, loader)
         if name in args.grad_head:
-            head = MODELS.build(
-                dict(
-                    type='ClsTokenGradCAMHead',
-                    variant='grad',
-                    start_layer=-2,
-                    flip=True,
-                )
+            head_cfg = dict(
+                type='ClsTokenGradCAMHead', variant='grad', start_layer=-2, flip=True
             )
+            head_cfg.update(spec.get('grad_head', {}))
+            head = MODELS.build(head_cfg)
             result['grad'] = evaluate(model, loader, grad_head=head)
     for res in result.values():
         res['train_time_s'] = round(train_time, 1)
@@ -329,6 +398,16 @@ def mean_std(values: List[float]) -> str:
     return f'{statistics.mean(values):.2f} +/- {statistics.stdev(values):.2f}'
 
 
+def family_baseline(variant: str) -> str:
+    """The baseline variant of ``variant``'s model family."""
+    family = VARIANTS[variant]['family']
+    return next(
+        name
+        for name, spec in VARIANTS.items()
+        if spec['family'] == family and spec.get('baseline')
+    )
+
+
 def summarise(results, args) -> dict:
     summary = {}
     for (variant, loc), runs in results.items():
@@ -341,8 +420,9 @@ def summarise(results, args) -> dict:
                     std=statistics.stdev(values) if len(values) > 1 else 0.0,
                     values=values,
                 )
-            base = results.get(('baseline', loc))
-            if values and base is not None and variant != 'baseline':
+            base_name = family_baseline(variant)
+            base = results.get((base_name, loc))
+            if values and base is not None and variant != base_name:
                 diffs = [
                     runs[s][key] - base[s][key]
                     for s in runs
@@ -370,6 +450,7 @@ def print_table(summary, trivial) -> None:
         'head_recall_at_fp0.10',
         'f1_token',
         'f1_patch',
+        'seg_mIoU',
         'attn_entropy_mean',
     ]
     print('| run / localisation | ' + ' | '.join(cols) + ' | entropy per layer |')

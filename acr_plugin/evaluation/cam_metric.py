@@ -73,6 +73,12 @@ class CAMMetric(BaseMetric):
             ``*_recall_at_fp`` keys. Defaults to 0.10.
         ignore_index (int): Ground-truth label ignored everywhere.
             Defaults to 255.
+        pred_key (str): Sample field holding the CAM seg logits. Models that
+            predict with a segmentation decoder (e.g. ``ToCo``) keep the
+            decoder's output in ``seg_logits`` (for mmseg's ``IoUMetric``) and
+            their CAMs in ``cam_seg_logits``; evaluate those with
+            ``pred_key='cam_seg_logits', prefix='cam'``. Defaults to
+            ``'seg_logits'``.
         collect_device (str): Device for collecting results across ranks,
             ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
         prefix (str, optional): Prefix added to the metric names.
@@ -87,6 +93,7 @@ class CAMMetric(BaseMetric):
         bg_thr: Optional[float] = None,
         fp_budget: float = 0.10,
         ignore_index: int = 255,
+        pred_key: str = 'seg_logits',
         collect_device: str = 'cpu',
         prefix: Optional[str] = None,
         **kwargs,
@@ -108,6 +115,7 @@ class CAMMetric(BaseMetric):
         self.bg_thr = None if bg_thr is None else float(bg_thr)
         self.fp_budget = float(fp_budget)
         self.ignore_index = ignore_index
+        self.pred_key = pred_key
         self._eval_size: Optional[int] = None
 
     # ------------------------------------------------------------------ process
@@ -122,13 +130,13 @@ class CAMMetric(BaseMetric):
         for i, sample in enumerate(data_samples):
             if isinstance(sample, BaseDataElement):
                 sample = sample.to_dict()
-            seg_logits = _pixel_data(sample, 'seg_logits', i, hint=_LOGITS_HINT)
+            seg_logits = _pixel_data(sample, self.pred_key, i, hint=_LOGITS_HINT)
             gt = _pixel_data(sample, 'gt_sem_seg', i, hint=_GT_HINT)
             part_map = _pixel_data(sample, PART_MAP, i) if PART_MAP in sample else None
             if seg_logits.dim() != 3 or seg_logits.shape[0] < 2:
                 raise ValueError(
-                    'CAMMetric: seg_logits must be (C + 1, H, W) with C >= 1, got '
-                    f'{tuple(seg_logits.shape)} in data sample {i}'
+                    f'CAMMetric: {self.pred_key} must be (C + 1, H, W) with C >= 1, '
+                    f'got {tuple(seg_logits.shape)} in data sample {i}'
                 )
             num_classes = self._num_classes(seg_logits.shape[0])
             if not self.results:

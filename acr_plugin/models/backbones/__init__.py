@@ -1,3 +1,4 @@
+from .multi_class_token_vit import MultiClassTokenViT
 from .timm_vit import TimmViT
 
-__all__ = ['TimmViT']
+__all__ = ['TimmViT', 'MultiClassTokenViT']

@@ -283,16 +283,20 @@ class TimmViT(BaseModule):
         return self
 
     # --------------------------------------------------------------- forward
-    def forward(self, x: Tensor) -> Tuple[Tuple[Tensor, Tensor], ...]:
-        """Run the ViT and collect the requested block outputs.
+    def embed_tokens(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+        """Token embedding stage: patches, prefix tokens, position embedding.
+
+        Runs timm's ``patch_embed``, ``_pos_embed`` (prefix tokens and the
+        position embedding, resampled to the input's grid in dynamic mode),
+        ``patch_drop`` and ``norm_pre``. Subclasses with other prefix tokens
+        override this method.
 
         Args:
             x (Tensor): Images ``(B, C, H, W)``.
 
         Returns:
-            tuple: One ``(patch_map, prefix_tokens)`` pair per out index:
-            ``patch_map`` ``(B, D, gh, gw)`` on this input's token grid and
-            ``prefix_tokens`` ``(B, P, D)`` (``P`` may be 0).
+            tuple: ``tokens`` ``(B, P + gh * gw, D)`` (prefix tokens first)
+            and the token grid ``(gh, gw)``.
         """
         vit = self.vit
         tokens = vit.patch_embed(x)
@@ -309,6 +313,21 @@ class TimmViT(BaseModule):
         tokens = vit._pos_embed(tokens)
         tokens = vit.patch_drop(tokens)
         tokens = vit.norm_pre(tokens)
+        return tokens, (int(gh), int(gw))
+
+    def forward(self, x: Tensor) -> Tuple[Tuple[Tensor, Tensor], ...]:
+        """Run the ViT and collect the requested block outputs.
+
+        Args:
+            x (Tensor): Images ``(B, C, H, W)``.
+
+        Returns:
+            tuple: One ``(patch_map, prefix_tokens)`` pair per out index:
+            ``patch_map`` ``(B, D, gh, gw)`` on this input's token grid and
+            ``prefix_tokens`` ``(B, P, D)`` (``P`` may be 0).
+        """
+        vit = self.vit
+        tokens, (gh, gw) = self.embed_tokens(x)
 
         taken: Dict[int, Tensor] = {}
         wanted = dict(zip(self.out_indices, self.out_norm))

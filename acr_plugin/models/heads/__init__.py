@@ -1,4 +1,5 @@
 from .cls_token_grad_cam_head import ClsTokenGradCAMHead
+from .ctc_projection_head import CTCProjectionHead
 from .grad_cam_ops import (
     GRAD_CAM_VARIANTS,
     affinity_matrix,
@@ -6,6 +7,7 @@ from .grad_cam_ops import (
     grad_cam_maps_batched,
     layer_scores,
 )
+from .large_fov_head import LargeFOVHead
 
 __all__ = [
     'ClsTokenGradCAMHead',
@@ -14,4 +16,6 @@ __all__ = [
     'grad_cam_maps',
     'grad_cam_maps_batched',
     'layer_scores',
+    'CTCProjectionHead',
+    'LargeFOVHead',
 ]

@@ -14,6 +14,32 @@ from .cam_ops import (
     minmax_normalize,
     multi_scale_flip_cams,
 )
+from .image_augment import (
+    blur_with_sigma,
+    color_jitter,
+    ctc_global_view,
+    ctc_local_view,
+    denormalize,
+    gaussian_blur,
+    normalize,
+    random_grayscale,
+    random_hflip,
+    random_resized_crop,
+)
+from .mct_ops import (
+    class_to_patch_maps,
+    class_token_logits,
+    patch_affinity,
+    patch_affinity_refine,
+)
+from .par import PixelAdaptiveRefinement
+from .toco_ops import (
+    downsample_labels,
+    ignore_band_labels,
+    refine_cams_with_par,
+    roi_map,
+    sample_local_crops,
+)
 from .view_alignment import (
     TokenAlignment,
     align_attention,
@@ -52,4 +78,24 @@ __all__ = [
     'make_view',
     'photometric_jitter',
     'rescale_alignment',
+    'blur_with_sigma',
+    'color_jitter',
+    'ctc_global_view',
+    'ctc_local_view',
+    'denormalize',
+    'gaussian_blur',
+    'normalize',
+    'random_grayscale',
+    'random_hflip',
+    'random_resized_crop',
+    'PixelAdaptiveRefinement',
+    'downsample_labels',
+    'ignore_band_labels',
+    'refine_cams_with_par',
+    'roi_map',
+    'sample_local_crops',
+    'class_to_patch_maps',
+    'class_token_logits',
+    'patch_affinity',
+    'patch_affinity_refine',
 ]

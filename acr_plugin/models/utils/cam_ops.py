@@ -5,7 +5,7 @@ Conventions: ``cams`` are ``(B, C, H, W)`` over the C *foreground* classes;
 background score as channel 0 (mmseg's class 0).
 """
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +80,29 @@ def cams_to_seg_logits(
     return torch.cat([background, cams], dim=1)
 
 
+def scaled_size(
+    size: Sequence[int], scale: float, size_divisor: int = 1
+) -> Tuple[int, int]:
+    """``size * scale`` rounded to a multiple of ``size_divisor`` (>= 1 unit)."""
+    return tuple(
+        max(size_divisor, int(round(s * scale / size_divisor)) * size_divisor)
+        for s in size
+    )
+
+
+def rescale_images(
+    images: Tensor, scale: float, align_corners: bool = False, size_divisor: int = 1
+) -> Tensor:
+    """Bilinear resize of ``(B, C, H, W)`` by ``scale`` (see
+    :func:`scaled_size`); the input itself when the size does not change."""
+    size = scaled_size(images.shape[-2:], scale, size_divisor)
+    if size == tuple(images.shape[-2:]):
+        return images
+    return F.interpolate(
+        images, size=size, mode='bilinear', align_corners=align_corners
+    )
+
+
 def multi_scale_flip_cams(
     cam_fn: Callable[[Tensor], Tensor],
     inputs: Tensor,
@@ -87,6 +110,7 @@ def multi_scale_flip_cams(
     flip: bool = True,
     flip_merge: str = 'max',
     align_corners: bool = False,
+    size_divisor: int = 1,
 ) -> Tensor:
     """Test-time augmented CAMs at the input resolution.
 
@@ -103,6 +127,9 @@ def multi_scale_flip_cams(
         flip (bool): Add the horizontally flipped view. Defaults to True.
         flip_merge (str): ``'max'`` or ``'sum'``. Defaults to ``'max'``.
         align_corners (bool): For every bilinear resize. Defaults to False.
+        size_divisor (int): Rescaled sizes are rounded to a multiple of it
+            (a ViT's patch size, so that e.g. ``0.5 x 40`` px still fills
+            whole patches). Defaults to 1.
 
     Returns:
         Tensor: ``(B, C, H, W)`` non-negative CAMs (not normalised).
@@ -112,12 +139,7 @@ def multi_scale_flip_cams(
     size = inputs.shape[2:]
     total = None
     for scale in scales:
-        x = inputs
-        if scale != 1.0:
-            scaled = (int(round(size[0] * scale)), int(round(size[1] * scale)))
-            x = F.interpolate(
-                inputs, size=scaled, mode='bilinear', align_corners=align_corners
-            )
+        x = rescale_images(inputs, scale, align_corners, size_divisor)
         batch = torch.cat([x, x.flip(-1)]) if flip else x
         cams = cam_fn(batch)
         cams = F.interpolate(

@@ -1,0 +1,275 @@
+"""Tests of ToCo's pseudo-label, roi and crop-sampling operations."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from acr_plugin.models.utils import (
+    PixelAdaptiveRefinement,
+    downsample_labels,
+    ignore_band_labels,
+    refine_cams_with_par,
+    roi_map,
+    sample_local_crops,
+)
+
+
+def _cams(batch=2, classes=4, height=10, width=12, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, classes, height, width, generator=gen, dtype=torch.float64)
+
+
+# ----------------------------------------------------------- ignore band
+def test_ignore_band_labels_matches_pixel_loop():
+    cams = _cams()
+    out = ignore_band_labels(cams, high=0.7, low=0.25, ignore_index=254)
+    assert out.dtype == torch.long and out.shape == (2, 10, 12)
+    arr = cams.numpy()
+    for b in range(2):
+        for y in range(10):
+            for x in range(12):
+                m = arr[b, :, y, x].max()
+                k = int(arr[b, :, y, x].argmax()) + 1
+                expected = k if m > 0.7 else (0 if m <= 0.25 else 254)
+                assert out[b, y, x] == expected
+
+
+def test_ignore_band_labels_boundaries():
+    cams = torch.tensor([0.25, 0.7, 0.71, 0.2]).view(1, 1, 1, 4)
+    cams = torch.cat([torch.zeros_like(cams), cams], dim=1)  # class 2 wins
+    assert ignore_band_labels(cams, 0.7, 0.25)[0, 0].tolist() == [0, 255, 2, 0]
+    with pytest.raises(ValueError, match='low'):
+        ignore_band_labels(cams, 0.2, 0.5)
+
+
+# --------------------------------------------------------- PAR pseudo label
+def _fuse_reference(label_high, label_low, ignore_index):
+    out = np.full(label_high.shape, ignore_index)
+    out[(label_high == 0) & (label_low == 0)] = 0
+    out[label_high > 0] = label_high[label_high > 0]
+    return out
+
+
+def test_refine_with_identity_par_matches_pixel_reference():
+    cams = _cams(classes=3)
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    cams[:, 1] += 5  # absent in image 0: must never win there
+    out = refine_cams_with_par(
+        lambda images, maps: maps,
+        torch.rand(2, 3, 10, 12),
+        cams,
+        labels,
+        high=0.7,
+        low=0.25,
+        down_scale=1.0,
+        ignore_index=254,
+    )
+    arr, lab = cams.numpy(), labels.numpy()
+    for b in range(2):
+        keys = np.flatnonzero(lab[b])
+        for y in range(10):
+            for x in range(12):
+                scores = arr[b, keys, y, x]
+                top = keys[scores.argmax()] + 1
+                high = top if scores.max() > 0.7 else 0
+                low = top if scores.max() > 0.25 else 0
+                expected = high if high else (0 if low == 0 else 254)
+                assert out[b, y, x] == expected
+    assert not (out[0] == 2).any()
+
+
+def test_refine_with_par_equals_separate_refinements():
+    """Independent reference: per image, valid classes only, two PAR calls."""
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(3, 3, 16, 20, generator=gen)
+    cams = torch.rand(3, 5, 16, 20, generator=gen)
+    cams = cams * torch.linspace(0, 1.2, 20).clamp(max=1)  # dark left side
+    labels = torch.tensor(
+        [[1.0, 0, 0, 1, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 1]], dtype=torch.float32
+    )
+    par = PixelAdaptiveRefinement(dilations=(1, 2, 4), num_iter=5)
+    out = refine_cams_with_par(par, images, cams, labels, high=0.7, low=0.25)
+
+    expected = []
+    for b in range(3):
+        keys = labels[b].nonzero()[:, 0]
+        small_img = F.interpolate(images[b : b + 1], size=(8, 10), mode='bilinear')
+        argmaxes = []
+        for bg in (0.7, 0.25):
+            maps = torch.cat([torch.full((1, 1, 16, 20), bg), cams[b : b + 1, keys]], 1)
+            maps = F.interpolate(maps, size=(8, 10), mode='bilinear')
+            maps = F.interpolate(par(small_img, maps), size=(16, 20), mode='bilinear')
+            index = maps.argmax(dim=1)[0]
+            argmaxes.append(torch.where(index > 0, keys[index - 1] + 1, 0).numpy())
+        expected.append(_fuse_reference(*argmaxes, ignore_index=255))
+    np.testing.assert_array_equal(out.numpy(), np.stack(expected))
+    assert out.dtype == torch.long and out.shape == (3, 16, 20)
+    # the band exists and both foreground and background are produced
+    assert {0, 255} <= set(out.unique().tolist())
+    assert ((out > 0) & (out < 255)).any()
+
+
+def test_refine_without_foreground_label_is_background():
+    cams = _cams(batch=2, classes=3)
+    labels = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    par = PixelAdaptiveRefinement(dilations=(1, 2), num_iter=2)
+    out = refine_cams_with_par(par, torch.rand(2, 3, 10, 12), cams, labels, 0.7, 0.25)
+    assert (out[0] == 0).all()
+    assert set(out[1].unique().tolist()) <= {0, 2, 255}
+
+
+def test_refine_runs_without_gradients_and_checks_shapes():
+    cams = _cams(classes=3).requires_grad_()
+    labels = torch.ones(2, 3)
+    par = PixelAdaptiveRefinement(dilations=(1,), num_iter=1)
+    out = refine_cams_with_par(par, torch.rand(2, 3, 10, 12), cams, labels, 0.7, 0.25)
+    assert not out.requires_grad
+    with pytest.raises(ValueError, match='img_labels'):
+        refine_cams_with_par(
+            par, torch.rand(2, 3, 10, 12), cams, labels[:, :2], 0.7, 0.2
+        )
+    with pytest.raises(ValueError, match='images'):
+        refine_cams_with_par(par, torch.rand(2, 3, 8, 12), cams, labels, 0.7, 0.2)
+    with pytest.raises(ValueError, match='down_scale'):
+        refine_cams_with_par(
+            par, torch.rand(2, 3, 10, 12), cams, labels, 0.7, 0.2, down_scale=0
+        )
+
+
+# ---------------------------------------------------------------- roi map
+def test_roi_map_matches_definition():
+    cams = _cams()
+    roi = roi_map(cams, low=0.3, high=0.8)
+    peak = cams.numpy().max(axis=1)
+    expected = np.where(peak <= 0.3, 0, np.where(peak >= 0.8, 2, 1))
+    np.testing.assert_array_equal(roi.numpy(), expected)
+    assert roi.dtype == torch.long
+    edge = torch.tensor([0.25, 0.7]).view(1, 1, 1, 2)
+    assert roi_map(edge)[0, 0].tolist() == [0, 2]
+
+
+# ------------------------------------------------------------ local crops
+def _crop_inputs(seed=0, batch=2, height=40, width=48):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 3, height, width, generator=gen)
+    roi = torch.randint(0, 3, (batch, height, width), generator=gen)
+    roi[:, 10:30, 10:30] = 2  # a certain-foreground block
+    return images, roi
+
+
+def test_sample_local_crops_contract():
+    images, roi = _crop_inputs()
+    gen = torch.Generator().manual_seed(3)
+    crops, positive, boxes = sample_local_crops(
+        images, roi, num_crops=6, crop_size=16, neg_thr=0.9, generator=gen
+    )
+    assert crops.shape == (2, 6, 3, 16, 16)
+    assert positive.shape == (2, 6) and positive.dtype == torch.bool
+    assert boxes.shape == (2, 6, 4) and boxes.dtype == torch.long
+    for b in range(2):
+        centres = set()
+        for n in range(6):
+            y0, x0, y1, x1 = boxes[b, n].tolist()
+            assert y0 >= 0 and y1 <= 40 and x0 >= 0 and x1 <= 48
+            assert y1 - y0 == 16 and x1 - x0 == 16
+            torch.testing.assert_close(crops[b, n], images[b, :, y0:y1, x0:x1])
+            cy, cx = y0 + 8, x0 + 8
+            assert roi[b, cy, cx] <= 1
+            assert 8 <= cy <= 32 and 8 <= cx <= 40  # margin 8 from the border
+            mean_roi = roi[b, y0:y1, x0:x1].double().sum() / 256
+            assert bool(positive[b, n]) == bool(mean_roi > 0.9)
+            centres.add((cy, cx))
+        assert len(centres) == 6  # enough candidates: no repeats
+
+
+def test_sample_local_crops_positive_and_negative():
+    images = torch.rand(1, 3, 32, 32)
+    roi = torch.zeros(1, 32, 32, dtype=torch.long)
+    _, positive, _ = sample_local_crops(images, roi, num_crops=4, crop_size=8)
+    assert not positive.any()  # all background: negative
+    roi[:] = 1
+    _, positive, _ = sample_local_crops(images, roi, num_crops=4, crop_size=8)
+    assert positive.all()  # mean roi 1 > 0.2
+
+
+def test_sample_local_crops_reproducible():
+    images, roi = _crop_inputs(seed=1)
+    runs = [
+        sample_local_crops(
+            images, roi, crop_size=12, generator=torch.Generator().manual_seed(7)
+        )
+        for _ in range(2)
+    ]
+    for first, second in zip(*runs):
+        torch.testing.assert_close(first, second)
+    other = sample_local_crops(
+        images, roi, crop_size=12, generator=torch.Generator().manual_seed(8)
+    )
+    assert not torch.equal(runs[0][2], other[2])
+
+
+def test_sample_local_crops_fallback_and_few_candidates():
+    images = torch.rand(1, 3, 20, 20)
+    roi = torch.full((1, 20, 20), 2, dtype=torch.long)  # no roi <= 1 pixel
+    _, positive, boxes = sample_local_crops(images, roi, num_crops=5, crop_size=8)
+    assert positive.all()
+    assert (boxes[..., :2] >= 0).all() and (boxes[..., 2:] <= 20).all()
+    roi[0, 9, 11] = 1  # a single candidate: every crop is centred on it
+    _, _, boxes = sample_local_crops(images, roi, num_crops=3, crop_size=8)
+    assert boxes[0, :, :2].tolist() == [[5, 7]] * 3
+
+
+def test_sample_local_crops_pads_small_images():
+    images = torch.rand(2, 3, 10, 14) + 1.0  # strictly positive pixels
+    roi = torch.ones(2, 10, 14, dtype=torch.long)
+    crops, _, boxes = sample_local_crops(images, roi, num_crops=3, crop_size=16)
+    assert crops.shape == (2, 3, 3, 16, 16)
+    # the only valid centre of a 16x16 padded image is (8, 8): the whole image
+    assert (boxes == torch.tensor([0, 0, 16, 16])).all()
+    torch.testing.assert_close(crops[:, 0, :, :10, :14], images)
+    assert (crops[:, :, :, 10:] == 0).all() and (crops[..., 14:] == 0).all()
+
+
+def test_sample_local_crops_small_margin_keeps_boxes_inside():
+    images, roi = _crop_inputs(seed=2)
+    roi[:] = 1
+    for seed in range(5):
+        _, _, boxes = sample_local_crops(
+            images,
+            roi,
+            num_crops=8,
+            crop_size=16,
+            margin=0,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        assert (boxes[..., :2] >= 0).all()
+        assert (boxes[..., 2] <= 40).all() and (boxes[..., 3] <= 48).all()
+
+
+def test_sample_local_crops_bad_inputs():
+    images, roi = _crop_inputs()
+    with pytest.raises(ValueError, match='roi must match'):
+        sample_local_crops(images, roi[:, :-1])
+    with pytest.raises(ValueError, match='margin'):
+        sample_local_crops(images, roi, crop_size=8, margin=30)
+
+
+# ------------------------------------------------------------ downsampling
+def test_downsample_labels_nearest():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 5, (2, 12, 18), generator=gen)
+    labels[0, :3] = 255
+    out = downsample_labels(labels, (4, 6))
+    assert out.shape == (2, 4, 6) and out.dtype == torch.long
+    rows = [int(np.floor(i * 12 / 4)) for i in range(4)]
+    cols = [int(np.floor(j * 18 / 6)) for j in range(6)]
+    np.testing.assert_array_equal(out.numpy(), labels.numpy()[:, rows][:, :, cols])
+    assert (out[0, 0] == 255).all()
+    assert set(out.unique().tolist()) <= set(labels.unique().tolist())
+    assert downsample_labels(labels.to(torch.uint8), 3).shape == (2, 3, 3)
+    torch.testing.assert_close(downsample_labels(labels, (12, 18)), labels)
+    with pytest.raises(ValueError, match='labels'):
+        downsample_labels(labels[0], 4)
+    with pytest.raises(TypeError, match='integer'):
+        downsample_labels(labels.float(), 4)
