@@ -33,6 +33,7 @@ from acr_plugin.apis import (
     generate_pseudo_labels,
     search_bg_threshold,
 )
+from acr_plugin.engine.dist_utils import setup_cpu_distributed
 from acr_plugin.utils import crf_available
 from acr_plugin.utils.dense_crf import CRF_INSTALL_HINT
 
@@ -109,14 +110,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def init_distributed(cfg: Config) -> None:
-    """``torch.distributed.run`` environment -> process group (CPU or GPU)."""
-    import torch
+    """``torch.distributed.run`` environment -> process group.
 
-    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'gloo')
-    if torch.cuda.is_available():
+    CPU-only machines go through the same set-up as training
+    (:func:`setup_cpu_distributed`: gloo, clear errors for a GPU backend or a
+    missing torchrun environment); with GPUs, mmengine's ``init_dist``.
+    """
+    cfg.launcher = 'pytorch'
+    if not setup_cpu_distributed(cfg):
+        backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'nccl')
         init_dist('pytorch', backend=backend)
-    else:  # mmengine's init_dist selects a CUDA device unconditionally
-        torch_dist.init_process_group(backend='gloo')
 
 
 def main(argv: Optional[List[str]] = None) -> dict:

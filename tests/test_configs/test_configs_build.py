@@ -57,3 +57,36 @@ def test_config_builds(path):
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
             dataset = DATASETS.build(cfg[key]['dataset'])
             assert len(dataset) > 0
+
+
+PATCH_VIT_CONFIGS = [
+    p
+    for p in CONFIGS
+    if osp.basename(p).startswith(('toco', 'acr_toco', 'mctformer', 'acr_mctformer'))
+]
+
+
+@pytest.mark.parametrize(
+    'path', PATCH_VIT_CONFIGS, ids=[osp.relpath(p, ROOT) for p in PATCH_VIT_CONFIGS]
+)
+def test_test_images_of_any_size_are_padded_to_whole_patches(path):
+    """Full-resolution test images (VOC: e.g. 375 x 500) must reach a plain
+    ViT as whole patches: the data preprocessor pads them at test time."""
+    cfg = Config.fromfile(path)
+    preprocessor = cfg.model.get('data_preprocessor')
+    if preprocessor is None:  # ACR wrapper: the inner model's
+        preprocessor = cfg.model.model.data_preprocessor
+    model_cfg = cfg.model.get('model', cfg.model)
+    patch = 8 if 'tiny-p8' in path else 16
+    assert model_cfg.backbone.get('model_kwargs', {}).get('patch_size', patch) == patch
+    from mmseg.structures import SegDataSample
+
+    module = MODELS.build(preprocessor)
+    import torch
+
+    batch = dict(
+        inputs=[torch.zeros(3, 37, 50, dtype=torch.uint8)],
+        data_samples=[SegDataSample()],
+    )
+    inputs = module(batch, False)['inputs']
+    assert inputs.shape[-2] % patch == 0 and inputs.shape[-1] % patch == 0

@@ -1,6 +1,6 @@
 """MCTformer: a ViT with one class token per class (V1 and V2)."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -10,24 +10,22 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
 from ...structures import (
-    attach_img_logits,
-    labels_for_prediction,
     stack_img_labels,
 )
 from ..utils.attention_capture import AttentionCapture, find_attention_modules
-from ..utils.cam_ops import cams_to_seg_logits, minmax_normalize, multi_scale_flip_cams
 from ..utils.mct_ops import (
     class_to_patch_maps,
     class_token_logits,
     patch_affinity_refine,
 )
+from .cam_prediction import CAMPredictionMixin
 from .vit_cam import split_vit_output, token_width
 
 VERSIONS = ('v1', 'v2')
 
 
 @MODELS.register_module()
-class MCTformer(BaseSegmentor):
+class MCTformer(CAMPredictionMixin, BaseSegmentor):
     """Multi-class token transformer for WSSS (Xu et al., CVPR 2022).
 
     The backbone (e.g. ``MultiClassTokenViT``) puts ``C`` class tokens in
@@ -74,7 +72,8 @@ class MCTformer(BaseSegmentor):
             to ``MultiLabelSoftMarginLoss`` logged as ``loss_cls_patch``.
         train_cfg (dict, optional): Unused; kept for mmseg's interface.
         test_cfg (dict, optional): ``scales`` (default ``(1.0,)``), ``flip``
-            (True: add the mirrored view's maps), ``bg_thr`` (0.5),
+            (True: add the mirrored view's maps), ``flip_merge`` (``'sum'``,
+            MCTformer's; ``'max'`` also works), ``bg_thr`` (0.5),
             ``use_labels`` (True: keep only the image's classes, the standard
             protocol when evaluating CAMs on a labelled split) and ``eps``
             (1e-8, min-max normalisation).
@@ -141,7 +140,12 @@ class MCTformer(BaseSegmentor):
         )
         self.train_cfg = train_cfg or {}
         self.test_cfg = dict(
-            scales=(1.0,), flip=True, bg_thr=0.5, use_labels=True, eps=1e-8
+            scales=(1.0,),
+            flip=True,
+            flip_merge='sum',
+            bg_thr=0.5,
+            use_labels=True,
+            eps=1e-8,
         )
         self.test_cfg.update(test_cfg or {})
         self.align_corners = False
@@ -257,58 +261,6 @@ class MCTformer(BaseSegmentor):
             maps = patch_affinity_refine(maps, attns, self.num_fg_classes)
         return maps, outputs['token_logits']
 
-    def tta_cams(self, inputs: Tensor) -> Tensor:
-        """Multi-scale + flip maps at input size, min-max normalised."""
-        return self._tta_cams_and_logits(inputs)[0]
-
-    def _tta_cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
-        """:meth:`tta_cams` and the class-token logits of the plain input
-        (from the TTA forward at the input size; None if no scale keeps it)."""
-        cfg = self.test_cfg
-        logits = []
-
-        def cam_fn(batch: Tensor) -> Tensor:
-            maps, batch_logits = self.mct_maps(batch)
-            if not logits and batch.shape[-2:] == inputs.shape[-2:]:
-                logits.append(batch_logits[: inputs.shape[0]])
-            return maps
-
-        cams = multi_scale_flip_cams(
-            cam_fn,
-            inputs,
-            scales=cfg['scales'],
-            flip=cfg['flip'],
-            flip_merge='sum',
-            align_corners=self.align_corners,
-        )
-        img_logits = logits[0] if logits else None
-        return minmax_normalize(cams, cfg['eps']), img_logits
-
-    def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
-        """Seg logits ``(B, C + 1, H, W)`` with every class competing."""
-        return cams_to_seg_logits(
-            self.tta_cams(inputs), self.test_cfg['bg_thr'], labels=None
-        )
-
-    def predict(
-        self, inputs: Tensor, data_samples: Optional[SampleList] = None
-    ) -> SampleList:
-        """MCTformer pseudo masks as ``seg_logits`` / ``pred_sem_seg``, with
-        the class-token logits as ``pred_img_logits``."""
-        labels = None
-        if self.test_cfg['use_labels']:
-            labels = labels_for_prediction(
-                data_samples, 'test_cfg.', 'model.test_cfg.use_labels=False'
-            ).to(inputs.device)
-        cams, img_logits = self._tta_cams_and_logits(inputs)
-        if img_logits is None:
-            img_logits = self.logits(inputs)
-        seg_logits = cams_to_seg_logits(cams, self.test_cfg['bg_thr'], labels)
-        results = self.postprocess_result(seg_logits, data_samples)
-        return attach_img_logits(results, img_logits)
-
-    def _forward(
-        self, inputs: Tensor, data_samples: Optional[SampleList] = None
-    ) -> Tensor:
-        """``mode='tensor'``: class-token logits."""
-        return self.logits(inputs)
+    def cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
+        """:meth:`mct_maps` (the localisation maps) and class-token logits."""
+        return self.mct_maps(inputs)

@@ -1,6 +1,6 @@
 """ViT-CAM: a plain ViT classifier that localises with class activation maps."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch.nn as nn
 from mmseg.models.segmentors.base import BaseSegmentor
@@ -8,18 +8,9 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from ...structures import (
-    attach_img_logits,
-    labels_for_prediction,
-    stack_img_labels,
-)
-from ..utils.cam_ops import (
-    cam_from_patch_tokens,
-    cams_to_seg_logits,
-    global_pool,
-    minmax_normalize,
-    multi_scale_flip_cams,
-)
+from ...structures import stack_img_labels
+from ..utils.cam_ops import cam_from_patch_tokens, global_pool
+from .cam_prediction import CAMPredictionMixin
 
 
 def split_vit_output(output) -> Tuple[Tensor, Optional[Tensor]]:
@@ -55,7 +46,7 @@ def token_width(backbone: nn.Module) -> int:
 
 
 @MODELS.register_module()
-class ViTCAM(BaseSegmentor):
+class ViTCAM(CAMPredictionMixin, BaseSegmentor):
     """Plain ViT classifier with class-activation-map localisation.
 
     The official ACR host (method.md §2): a linear classifier on the class token
@@ -247,61 +238,7 @@ class ViTCAM(BaseSegmentor):
         """Image-level logits: the token head's, else the patch head's."""
         return self._image_logits(self.forward_outputs(inputs))
 
-    def tta_cams(self, inputs: Tensor) -> Tensor:
-        """Multi-scale + flip CAMs at input size, min-max normalised."""
-        return self._tta_cams_and_logits(inputs)[0]
-
-    def _tta_cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
-        """:meth:`tta_cams` and the image-level logits of the plain input.
-
-        The logits are read from the TTA pass's forward at the input size
-        (its first ``B`` images are the unflipped input), so prediction needs
-        no separate forward; they are None when no scale keeps that size.
-        """
-        cfg = self.test_cfg
-        logits = []
-
-        def cam_fn(batch: Tensor) -> Tensor:
-            outputs = self.forward_outputs(batch)
-            if not logits and batch.shape[-2:] == inputs.shape[-2:]:
-                logits.append(self._image_logits(outputs)[: inputs.shape[0]])
-            return outputs['cams']
-
-        cams = multi_scale_flip_cams(
-            cam_fn,
-            inputs,
-            scales=cfg['scales'],
-            flip=cfg['flip'],
-            flip_merge=cfg['flip_merge'],
-            align_corners=self.align_corners,
-        )
-        img_logits = logits[0] if logits else None
-        return minmax_normalize(cams, cfg['eps']), img_logits
-
-    def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
-        """Seg logits ``(B, C + 1, H, W)`` with every class competing."""
-        return cams_to_seg_logits(
-            self.tta_cams(inputs), self.test_cfg['bg_thr'], labels=None
-        )
-
-    def predict(
-        self, inputs: Tensor, data_samples: Optional[SampleList] = None
-    ) -> SampleList:
-        """CAM pseudo masks as ``seg_logits`` / ``pred_sem_seg``."""
-        labels = None
-        if self.test_cfg['use_labels']:
-            labels = labels_for_prediction(
-                data_samples, 'test_cfg.', 'model.test_cfg.use_labels=False'
-            ).to(inputs.device)
-        cams, img_logits = self._tta_cams_and_logits(inputs)
-        if img_logits is None:
-            img_logits = self.logits(inputs)
-        seg_logits = cams_to_seg_logits(cams, self.test_cfg['bg_thr'], labels)
-        results = self.postprocess_result(seg_logits, data_samples)
-        return attach_img_logits(results, img_logits)
-
-    def _forward(
-        self, inputs: Tensor, data_samples: Optional[SampleList] = None
-    ) -> Tensor:
-        """``mode='tensor'``: image-level logits."""
-        return self.logits(inputs)
+    def cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
+        """Raw CAMs ``(B, C, h, w)`` and image logits of one forward."""
+        outputs = self.forward_outputs(inputs)
+        return outputs['cams'], self._image_logits(outputs)

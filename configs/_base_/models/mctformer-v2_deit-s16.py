@@ -19,9 +19,10 @@ data_preprocessor = dict(
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255,
-    # full-resolution test images are padded to whole patches (the padding is
-    # cropped from the predictions)
     size_divisor=16,
+    # full-resolution test images are padded to whole patches (the padding is
+    # cropped from the predictions by postprocess_result)
+    test_cfg=dict(size_divisor=16),
 )
 model = dict(
     type='MCTformer',

@@ -18,6 +18,7 @@ data_preprocessor = dict(
     seg_pad_val=255,
     # pad training batches to whole patches
     size_divisor=8,
+    test_cfg=dict(size_divisor=8),
 )
 model = dict(
     type='MCTformer',

@@ -1,0 +1,89 @@
+"""Prediction shared by segmentors that localise with CAM-like maps."""
+
+from typing import List, Optional, Tuple
+
+from mmseg.utils import SampleList
+from torch import Tensor
+
+from ...structures import attach_img_logits, labels_for_prediction
+from ..utils.cam_ops import cams_to_seg_logits, minmax_normalize, multi_scale_flip_cams
+
+
+class CAMPredictionMixin:
+    """``predict`` / ``encode_decode`` / ``_forward`` from per-class maps.
+
+    The segmentor implements :meth:`cams_and_logits` (raw maps and image
+    logits of one forward) and :meth:`logits`, and has a ``test_cfg`` with
+    ``scales``, ``flip``, ``flip_merge`` (``'max'`` | ``'sum'``), ``bg_thr``,
+    ``use_labels`` and ``eps``. Prediction: multi-scale + flip maps at the
+    input size, per-class min-max, background plane ``bg_thr`` as channel 0
+    (``cams_to_seg_logits``), restricted to the image labels when
+    ``use_labels``; the image logits of the plain input are attached as
+    ``pred_img_logits``.
+    """
+
+    align_corners = False
+
+    def cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
+        """Raw maps ``(B, C, h, w)`` and image logits ``(B, C)``."""
+        raise NotImplementedError
+
+    def tta_cams(self, inputs: Tensor) -> Tensor:
+        """Multi-scale + flip maps at input size, min-max normalised."""
+        return self._tta_cams_and_logits(inputs)[0]
+
+    def _tta_cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """:meth:`tta_cams` and the image logits of the plain input.
+
+        The logits are read from the TTA pass's forward at the input size
+        (its first ``B`` images are the unflipped input), so prediction needs
+        no separate forward; they are None when no scale keeps that size.
+        """
+        cfg = self.test_cfg
+        logits = []
+
+        def cam_fn(batch: Tensor) -> Tensor:
+            cams, batch_logits = self.cams_and_logits(batch)
+            if not logits and batch.shape[-2:] == inputs.shape[-2:]:
+                logits.append(batch_logits[: inputs.shape[0]])
+            return cams
+
+        cams = multi_scale_flip_cams(
+            cam_fn,
+            inputs,
+            scales=cfg['scales'],
+            flip=cfg['flip'],
+            flip_merge=cfg['flip_merge'],
+            align_corners=self.align_corners,
+        )
+        img_logits = logits[0] if logits else None
+        return minmax_normalize(cams, cfg['eps']), img_logits
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
+        """Seg logits ``(B, C + 1, H, W)`` with every class competing."""
+        return cams_to_seg_logits(
+            self.tta_cams(inputs), self.test_cfg['bg_thr'], labels=None
+        )
+
+    def predict(
+        self, inputs: Tensor, data_samples: Optional[SampleList] = None
+    ) -> SampleList:
+        """Pseudo masks as ``seg_logits`` / ``pred_sem_seg`` and the image
+        logits as ``pred_img_logits``."""
+        labels = None
+        if self.test_cfg['use_labels']:
+            labels = labels_for_prediction(
+                data_samples, 'test_cfg.', 'model.test_cfg.use_labels=False'
+            ).to(inputs.device)
+        cams, img_logits = self._tta_cams_and_logits(inputs)
+        if img_logits is None:
+            img_logits = self.logits(inputs)
+        seg_logits = cams_to_seg_logits(cams, self.test_cfg['bg_thr'], labels)
+        results = self.postprocess_result(seg_logits, data_samples)
+        return attach_img_logits(results, img_logits)
+
+    def _forward(
+        self, inputs: Tensor, data_samples: Optional[SampleList] = None
+    ) -> Tensor:
+        """``mode='tensor'``: image-level logits."""
+        return self.logits(inputs)
