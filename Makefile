@@ -34,7 +34,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	bash tools/demo.sh $(DEMO_CONFIG) $(WORK_DIR)
 
-# Performance and the synthetic ablation (see README "Results"; ~1 h on 2 CPU cores)
+# Performance and the synthetic ablation (see README "Results"; ~2.5 h on 2 CPU cores)
 bench: $(STAMP)
 	$(PY) benchmarks/cam_throughput.py
 	$(PY) benchmarks/acr_overhead.py --threads 1

@@ -62,6 +62,7 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import MODELS
+from mmseg.utils import register_all_modules
 
 import acr_plugin  # noqa: F401  (registers components)
 from acr_plugin.evaluation import CAMMetric
@@ -482,6 +483,9 @@ def print_table(summary, trivial) -> None:
 
 def main() -> None:
     args = parse_args()
+    # mmseg's registries as default scope even when every run is cached (no
+    # Runner is built before the trivial baselines then)
+    register_all_modules(init_default_scope=True)
     torch.set_num_threads(args.threads)
     MMLogger.get_instance('mmengine', log_level='WARNING')
     start = time.perf_counter()
