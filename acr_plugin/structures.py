@@ -15,6 +15,9 @@ IMG_LABELS = 'img_labels'
 #: image-level logits ``(C,)`` written by a WSSS segmentor's ``predict``
 PRED_IMG_LOGITS = 'pred_img_logits'
 PART_MAP = 'gt_part_map'
+#: ``(1, H, W)`` bool ``PixelData``: the pixels of a (transformed) batch that
+#: hold image, not batch padding (set by ``ACRSegmentor`` on view-2 samples)
+VALID_MASK = 'valid_mask'
 
 #: values of the part map
 PART_BACKGROUND, PART_BODY, PART_HEAD = 0, 1, 2
@@ -65,3 +68,31 @@ def attach_img_logits(results, logits: torch.Tensor):
     for sample, row in zip(results, logits):
         sample.set_data({PRED_IMG_LOGITS: row})
     return results
+
+
+def valid_masks(data_samples, size, device) -> torch.Tensor:
+    """``(B, H, W)`` bool: the image pixels of each sample in a padded batch.
+
+    A sample's ``valid_mask`` field wins (a transformed view); otherwise the
+    box ``[:h, :w]`` of its ``img_shape`` (``SegDataPreProcessor`` pads at
+    the bottom / right).
+
+    Args:
+        data_samples (list): The batch's ``SegDataSample`` s.
+        size (tuple[int, int]): Batch size ``(H, W)``.
+        device: Device of the masks.
+    """
+    masks = torch.zeros(len(data_samples), *size, dtype=torch.bool, device=device)
+    for i, sample in enumerate(data_samples):
+        if VALID_MASK in sample:
+            mask = sample.get(VALID_MASK).data[0].to(device)
+            if tuple(mask.shape) != tuple(size):
+                raise ValueError(
+                    f'data sample {i}: {VALID_MASK} has shape {tuple(mask.shape)}, '
+                    f'the batch is {tuple(size)}'
+                )
+            masks[i] = mask
+            continue
+        h, w = sample.metainfo.get('img_shape', size)[:2]
+        masks[i, :h, :w] = True
+    return masks

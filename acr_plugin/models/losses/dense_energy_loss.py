@@ -184,8 +184,9 @@ class DenseEnergyLoss(nn.Module):
         loss_weight (float): Multiplier, read at call time (a hook may
             change it). Defaults to 0.05.
         sigma_rgb (float): Colour bandwidth. Defaults to 15.0.
-        sigma_xy (float): Spatial bandwidth in pixels of the resized image.
-            Defaults to 100.0.
+        sigma_xy (float): Spatial bandwidth in pixels of the *full-resolution*
+            image (scaled by ``scale_factor`` with the image, as in Tang et
+            al.'s loss). Defaults to 100.0.
         scale_factor (float): Resize factor of the images. Defaults to 0.5.
         loss_name (str): Log key; must start with ``loss_``. Defaults to
             ``'loss_reg'``.
@@ -279,8 +280,11 @@ class DenseEnergyLoss(nn.Module):
                 seg_logits, size=size, mode='bilinear', align_corners=False
             )
         probs = seg_logits.softmax(dim=1)
+        # sigma_xy is given in full-resolution pixels (as in Tang et al.'s
+        # loss): in the resized image it spans scale_factor times as many
+        sigma_xy = self.sigma_xy * size[1] / w
         energy = dense_energy(
-            probs, images, self.sigma_rgb, self.sigma_xy, roi, self.chunk_size
+            probs, images, self.sigma_rgb, sigma_xy, roi, self.chunk_size
         )
         return self.loss_weight * self.weight * energy
 

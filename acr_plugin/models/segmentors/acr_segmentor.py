@@ -6,12 +6,13 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
+from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from ...structures import stack_img_labels
+from ...structures import VALID_MASK, stack_img_labels, valid_masks
 from ..losses.efficient_consistency import qk_attention_entropy
 from ..utils.attention_capture import AttentionCapture, attention_entropy
 from ..utils.view_alignment import TokenAlignment, make_view, photometric_jitter
@@ -174,6 +175,30 @@ class ACRSegmentor(BaseSegmentor):
             view2 = photometric_jitter(view2, self.photometric)
         return view2, alignment
 
+    def second_view_batch(
+        self, inputs: Tensor, data_samples: SampleList
+    ) -> Tuple[Tensor, TokenAlignment, SampleList]:
+        """View 2, its alignment and its data samples.
+
+        The samples are shallow copies of view 1's with a ``valid_mask``
+        (``PixelData`` ``(1, H2, W2)`` bool): the batch-padding mask of view 1
+        (``img_shape`` inside the padded batch) moved by the same geometric
+        transform, so that a model ignoring the padding (``ToCo``) still finds
+        it after a flip, rescale or crop.
+        """
+        valid = valid_masks(data_samples, inputs.shape[-2:], inputs.device)
+        stacked = torch.cat([inputs, valid[:, None].to(inputs.dtype)], dim=1)
+        view2, alignment = make_view(stacked, self.view_cfg, self.patch_size)
+        view2, valid2 = view2[:, :-1], view2[:, -1] > 0.5
+        if self.photometric:
+            view2 = photometric_jitter(view2, self.photometric)
+        samples2 = []
+        for sample, mask in zip(data_samples, valid2):
+            copy_ = sample.clone()
+            copy_.set_data({VALID_MASK: PixelData(data=mask[None])})
+            samples2.append(copy_)
+        return view2, alignment, samples2
+
     def _model_loss(
         self, inputs: Tensor, data_samples: SampleList, with_cams: bool
     ) -> Tuple[dict, Optional[Tensor]]:
@@ -187,15 +212,15 @@ class ACRSegmentor(BaseSegmentor):
         with_cams = self.acr_loss is not None and self._needs_cams()
         if self.acr_loss is None:
             losses1, _ = self._model_loss(inputs, data_samples, False)
-            view2, _ = self.make_second_view(inputs)
-            losses2, _ = self._model_loss(view2, data_samples, False)
+            view2, _, samples2 = self.second_view_batch(inputs, data_samples)
+            losses2, _ = self._model_loss(view2, samples2, False)
             return self._merge(losses1, losses2, {})
 
         with AttentionCapture(self._capture_target(), **self.capture_cfg) as capture:
             losses1, cams1 = self._model_loss(inputs, data_samples, with_cams)
             attn1 = self._main_forward_records(capture)
-            view2, alignment = self.make_second_view(inputs)
-            losses2, cams2 = self._model_loss(view2, data_samples, with_cams)
+            view2, alignment, samples2 = self.second_view_batch(inputs, data_samples)
+            losses2, cams2 = self._model_loss(view2, samples2, with_cams)
             attn2 = self._main_forward_records(capture)
         if with_cams:
             # only the classes present compete (absent maps are noise that a

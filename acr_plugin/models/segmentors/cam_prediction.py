@@ -55,6 +55,7 @@ class CAMPredictionMixin:
             flip=cfg['flip'],
             flip_merge=cfg['flip_merge'],
             align_corners=self.align_corners,
+            size_divisor=int(getattr(self.backbone, 'patch_size', 1)),
         )
         img_logits = logits[0] if logits else None
         return minmax_normalize(cams, cfg['eps']), img_logits

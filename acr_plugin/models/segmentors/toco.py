@@ -13,10 +13,14 @@ from mmseg.structures import SegDataSample
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from ...structures import attach_img_logits, labels_for_prediction, stack_img_labels
+from ...structures import (
+    attach_img_logits,
+    labels_for_prediction,
+    stack_img_labels,
+    valid_masks,
+)
 from ..utils.cam_ops import (
     cams_to_seg_logits,
-    global_pool,
     minmax_normalize,
     multi_scale_flip_cams,
     rescale_images,
@@ -49,7 +53,7 @@ _PSEUDO_DEFAULTS = dict(
     ignore_index=255,
     eps=1e-5,
 )
-_CTC_DEFAULTS = dict(num_local=8, local_size=96, neg_thr=0.2, global_views=True)
+_CTC_DEFAULTS = dict(num_local=8, local_size=96, neg_thr=0.2)
 _TEST_DEFAULTS = dict(
     output='seg',
     seg_scales=(1.0,),
@@ -63,22 +67,12 @@ _TEST_DEFAULTS = dict(
 )
 
 
-def valid_masks(data_samples: SampleList, size: Tuple[int, int], device) -> Tensor:
-    """``(B, H, W)`` bool: pixels inside each sample's ``img_shape`` (the
-    batch is padded at the bottom / right by ``SegDataPreProcessor``)."""
-    masks = torch.zeros(len(data_samples), *size, dtype=torch.bool, device=device)
-    for i, sample in enumerate(data_samples):
-        h, w = sample.metainfo.get('img_shape', size)[:2]
-        masks[i, :h, :w] = True
-    return masks
-
-
 @MODELS.register_module()
 class ToCo(BaseSegmentor):
     """Token-contrast single-stage WSSS: classifier CAMs, pseudo labels and a
     segmentation decoder trained together.
 
-    Parts (method.md §3): global-max-pooled bias-free 1x1 classifiers on the
+    Parts (method.md §3): bias-free 1x1 classifiers on the global max pool of the
     final tokens (``classifier``) and on an intermediate block's tokens
     (``aux_classifier``); multi-scale + flip CAMs; pseudo labels with an ignore
     band refined by PAR (``par``) for the decoder; patch-token contrast (PTC)
@@ -299,16 +293,18 @@ class ToCo(BaseSegmentor):
         outs = self.backbone(inputs)
         patch_map, prefix = split_vit_output(outs[self.final_index])
         aux_map, _ = split_vit_output(outs[self.aux_index])
-        cams = self.classifier(patch_map)
-        aux_cams = self.aux_classifier(aux_map)
         return dict(
             patch_map=patch_map,
             aux_map=aux_map,
             prefix=prefix,
-            cams=cams,
-            aux_cams=aux_cams,
-            logits=global_pool(cams, 'max'),
-            aux_logits=global_pool(aux_cams, 'max'),
+            cams=self.classifier(patch_map),
+            aux_cams=self.aux_classifier(aux_map),
+            # classifier AFTER global max pooling of the tokens (ToCo), not a
+            # max over the CAM
+            logits=self.classifier(F.adaptive_max_pool2d(patch_map, 1)).flatten(1),
+            aux_logits=self.aux_classifier(F.adaptive_max_pool2d(aux_map, 1)).flatten(
+                1
+            ),
         )
 
     def _both_cams(self, inputs: Tensor) -> Tensor:
@@ -316,7 +312,11 @@ class ToCo(BaseSegmentor):
         return torch.cat([outputs['cams'], outputs['aux_cams']], dim=1)
 
     def multi_scale_cams(
-        self, inputs: Tensor, scales: Sequence[float], flip: bool = True
+        self,
+        inputs: Tensor,
+        scales: Sequence[float],
+        flip: bool = True,
+        eps: Optional[float] = None,
     ) -> Tuple[Tensor, Tensor]:
         """Normalised final and aux CAMs ``(B, C, H, W)`` (scales x flip:
         max over the flip pair, ReLU, sum over scales, per-class min-max)."""
@@ -329,7 +329,8 @@ class ToCo(BaseSegmentor):
             align_corners=self.align_corners,
             size_divisor=self.size_divisor,
         )
-        cams = minmax_normalize(cams, self.pseudo_cfg['eps'])
+        eps = self.pseudo_cfg['eps'] if eps is None else eps
+        cams = minmax_normalize(cams, eps)
         return cams[:, : self.num_fg_classes], cams[:, self.num_fg_classes :]
 
     # ------------------------------------------------------------ training
@@ -443,7 +444,8 @@ class ToCo(BaseSegmentor):
         images = denormalize(inputs, self.img_mean, self.img_std).clamp(0, 1)
         batch, size = inputs.shape[0], inputs.shape[-2]
         global2 = normalize(ctc_global_view(images, size), self.img_mean, self.img_std)
-        prefix2 = split_vit_output(self.backbone(global2)[self.final_index])[1]
+        with torch.no_grad():  # only the EMA teacher reads the second global view
+            prefix2 = split_vit_output(self.backbone(global2)[self.final_index])[1]
         roi = roi_map(aux_cams, self.pseudo_cfg['low'], self.pseudo_cfg['high'])
         crops, positive, _ = sample_local_crops(
             images,
@@ -493,7 +495,7 @@ class ToCo(BaseSegmentor):
         """CAM seg logits ``(B, C + 1, H, W)`` and image logits ``(B, C)``."""
         cfg = self.test_cfg
         cams, aux_cams = self.multi_scale_cams(
-            inputs, cfg['cam_scales'], cfg['cam_flip']
+            inputs, cfg['cam_scales'], cfg['cam_flip'], cfg['eps']
         )
         chosen = cams if cfg['cam_source'] == 'final' else aux_cams
         img_logits = self.logits(inputs)

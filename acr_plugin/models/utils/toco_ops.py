@@ -74,17 +74,19 @@ def refine_cams_with_par(
     Steps: restrict ``cams`` to the image labels; build the ``(C + 1)``-plane
     score maps with a constant background plane ``high`` and, separately,
     ``low``; resize images and maps by ``down_scale`` (bilinear,
-    ``align_corners=False``, size ``max(1, int(H * down_scale))``); refine with
-    ``par``; resize back to ``(H, W)``; mask absent classes to ``-inf``;
+    ``align_corners=False``, size ``max(1, int(H * down_scale))``); turn each
+    map into probabilities by a softmax over the background and the present
+    classes (absent classes get 0, as ToCo refines probabilities); refine
+    with ``par``; resize back to ``(H, W)``; mask absent classes to ``-inf``;
     ``label_high`` / ``label_low`` = arg-max of each refinement. The result is
     ``label_high`` where it is foreground, else 0 where ``label_low`` is
     background, else ``ignore_index`` (the two disagree). Images without any
     foreground label are all background.
 
-    Both maps share their foreground planes, so ``par`` is called once on the
-    stacked ``(C + 2)``-plane map ``[bg_high, bg_low, cams]``: this equals two
-    separate refinements for any ``par`` that treats planes independently, as
-    :class:`PixelAdaptiveRefinement` does. Runs without gradients.
+    ``par`` is called once on the two stacked probability maps (``2 (C + 1)``
+    planes): this equals two separate refinements for any ``par`` that treats
+    planes independently, as :class:`PixelAdaptiveRefinement` does. Runs
+    without gradients.
 
     Args:
         par (callable): ``(images, masks) -> refined masks``, e.g. a
@@ -122,28 +124,33 @@ def refine_cams_with_par(
         )
     with torch.no_grad():
         present = img_labels > 0
-        cams = cams * present[:, :, None, None].to(cams.dtype)
-        planes = torch.cat(
-            [
-                cams.new_full((batch, 1, height, width), float(high)),
-                cams.new_full((batch, 1, height, width), float(low)),
-                cams,
-            ],
-            dim=1,
-        )
+        absent = ~present[:, :, None, None]
         small = (max(1, int(height * down_scale)), max(1, int(width * down_scale)))
-        refined = par(_resize(images.to(cams.dtype), small), _resize(planes, small))
+        fg = _resize(cams.masked_fill(absent, 0.0), small)
+        fg = fg.masked_fill(absent, float('-inf'))
+        # per level: softmax over [background, present classes] (absent
+        # classes get probability 0), then PAR on the probabilities
+        probs = [
+            torch.cat([fg.new_full((batch, 1, *small), float(level)), fg], 1).softmax(1)
+            for level in (high, low)
+        ]
+        refined = par(_resize(images.to(cams.dtype), small), torch.cat(probs, dim=1))
         refined = _resize(refined, (height, width))
-
-        fg = refined[:, 2:].masked_fill(~present[:, :, None, None], float('-inf'))
-        label_high = torch.cat([refined[:, :1], fg], dim=1).argmax(dim=1)
-        label_low = torch.cat([refined[:, 1:2], fg], dim=1).argmax(dim=1)
+        plane_high, plane_low = refined.split(num_classes + 1, dim=1)
+        label_high = _masked_argmax(plane_high, absent)
+        label_low = _masked_argmax(plane_low, absent)
 
         labels = torch.full_like(label_high, ignore_index)
         labels[label_low == 0] = 0
         labels = torch.where(label_high > 0, label_high, labels)
         labels[~present.any(dim=1)] = 0
     return labels
+
+
+def _masked_argmax(planes: Tensor, absent: Tensor) -> Tensor:
+    """Arg-max over ``[bg, classes]`` planes with absent classes excluded."""
+    fg = planes[:, 1:].masked_fill(absent, float('-inf'))
+    return torch.cat([planes[:, :1], fg], dim=1).argmax(dim=1)
 
 
 def roi_map(cams: Tensor, low: float = 0.25, high: float = 0.7) -> Tensor:

@@ -427,7 +427,8 @@ def test_dense_energy_loss_module():
     roi[1, 6:] = False
     value = loss(logits, images, roi)
     small = F.interpolate(images, size=(4, 5), mode='bilinear', align_corners=False)
-    ref = energy_reference(logits.softmax(dim=1), small, 15.0, 3.0, roi[:, ::2, ::2])
+    # sigma_xy is in full-resolution pixels: 3.0 -> 1.5 at scale 0.5
+    ref = energy_reference(logits.softmax(dim=1), small, 15.0, 1.5, roi[:, ::2, ::2])
     assert_rel(value.detach(), 0.05 * 1e-7 * ref.detach())
     value.backward()
     assert logits.grad.abs().sum() > 0

@@ -291,3 +291,26 @@ def test_gradient_cam_head_refuses_toco_with_a_clear_error():
     )
     with pytest.raises(ValueError, match='do not come from its class token'):
         head.predict(model, torch.randn(2, 3, 32, 32), samples(LABELS))
+
+
+def test_acr_second_view_moves_the_padding_mask_with_the_flip():
+    """Under ACR, ToCo's view 2 ignores the padding where the flip put it."""
+    acr = Config.fromfile(osp.join(ROOT, ACR_TOCO)).model.to_dict()
+    acr['model'] = tiny_model_cfg()
+    torch.manual_seed(0)
+    model = MODELS.build(acr)
+    model.init_weights()
+    toco = model.model
+    toco.set_train_phase(loss_weights=dict(loss_seg=0.1, loss_reg=0.0))
+    captured = []
+    original = toco._seg_loss
+    toco._seg_loss = lambda s, p: captured.append(p) or original(s, p)
+    data = samples(LABELS)
+    data[0].set_metainfo(dict(img_shape=(24, 16)))
+    model.loss(torch.randn(2, 3, 32, 32), data)
+    view1, view2 = captured
+    assert (view1[0, 24:] == 255).all() and (view1[0, :, 16:] == 255).all()
+    assert (view2[0, 24:] == 255).all() and (view2[0, :, :16] == 255).all()
+    assert (view2[0, :24, 16:] != 255).any()
+    # the caller's samples are untouched
+    assert 'valid_mask' not in data[0]

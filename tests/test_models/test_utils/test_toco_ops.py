@@ -80,7 +80,8 @@ def test_refine_with_identity_par_matches_pixel_reference():
 
 
 def test_refine_with_par_equals_separate_refinements():
-    """Independent reference: per image, valid classes only, two PAR calls."""
+    """Independent reference: per image, valid classes only, softmax over
+    [bg, valid classes] at the PAR scale, two PAR calls."""
     gen = torch.Generator().manual_seed(1)
     images = torch.rand(3, 3, 16, 20, generator=gen)
     cams = torch.rand(3, 5, 16, 20, generator=gen)
@@ -98,7 +99,7 @@ def test_refine_with_par_equals_separate_refinements():
         argmaxes = []
         for bg in (0.7, 0.25):
             maps = torch.cat([torch.full((1, 1, 16, 20), bg), cams[b : b + 1, keys]], 1)
-            maps = F.interpolate(maps, size=(8, 10), mode='bilinear')
+            maps = F.interpolate(maps, size=(8, 10), mode='bilinear').softmax(dim=1)
             maps = F.interpolate(par(small_img, maps), size=(16, 20), mode='bilinear')
             index = maps.argmax(dim=1)[0]
             argmaxes.append(torch.where(index > 0, keys[index - 1] + 1, 0).numpy())
