@@ -314,3 +314,20 @@ def test_acr_second_view_moves_the_padding_mask_with_the_flip():
     assert (view2[0, :24, 16:] != 255).any()
     # the caller's samples are untouched
     assert 'valid_mask' not in data[0]
+
+
+def test_classifiers_read_the_global_max_pool_of_the_tokens():
+    """method.md §3: Conv2d(D, C, 1) AFTER global max pooling (not a max over
+    the CAM, which picks one location per class)."""
+    model = build()
+    outputs = model.forward_outputs(torch.randn(2, 3, 32, 32))
+    for tokens, conv, key in (
+        ('patch_map', model.classifier, 'logits'),
+        ('aux_map', model.aux_classifier, 'aux_logits'),
+    ):
+        pooled = outputs[tokens].amax(dim=(2, 3))  # (B, D)
+        expected = pooled @ conv.weight.flatten(1).T
+        torch.testing.assert_close(outputs[key], expected)
+        cams = torch.einsum('bdhw,cd->bchw', outputs[tokens], conv.weight.flatten(1))
+        torch.testing.assert_close(outputs[key.replace('logits', 'cams')], cams)
+        assert not torch.allclose(outputs[key], cams.amax(dim=(2, 3)))
