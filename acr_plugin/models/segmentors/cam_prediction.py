@@ -1,12 +1,40 @@
-"""Prediction shared by segmentors that localise with CAM-like maps."""
+"""Training losses and prediction shared by segmentors that classify images
+and localise with CAM-like maps (ViTCAM, MCTformer)."""
 
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from ...structures import attach_img_logits, labels_for_prediction
+from ...structures import attach_img_logits, labels_for_prediction, stack_img_labels
 from ..utils.cam_ops import cams_to_seg_logits, minmax_normalize, multi_scale_flip_cams
+
+
+class ImageLevelLossMixin:
+    """``loss`` / ``loss_by_outputs`` of an image classifier with a token head
+    (``token_logits``, ``self.loss_token``) and/or a patch head
+    (``patch_logits``, ``self.loss_patch``); ``forward_outputs(inputs)``
+    returns those logits."""
+
+    def loss_by_outputs(
+        self, outputs: Dict[str, Tensor], labels: Tensor
+    ) -> Dict[str, Tensor]:
+        """Classification losses of :meth:`forward_outputs` against labels."""
+        losses = {}
+        if 'token_logits' in outputs:
+            losses[self.loss_token.loss_name] = self.loss_token(
+                outputs['token_logits'], labels
+            )
+        if 'patch_logits' in outputs:
+            losses[self.loss_patch.loss_name] = self.loss_patch(
+                outputs['patch_logits'], labels
+            )
+        return losses
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        """Image-level classification losses."""
+        labels = stack_img_labels(data_samples).to(inputs.device)
+        return self.loss_by_outputs(self.forward_outputs(inputs), labels)
 
 
 class CAMPredictionMixin:

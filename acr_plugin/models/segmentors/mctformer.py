@@ -18,14 +18,14 @@ from ..utils.mct_ops import (
     class_token_logits,
     patch_affinity_refine,
 )
-from .cam_prediction import CAMPredictionMixin
+from .cam_prediction import CAMPredictionMixin, ImageLevelLossMixin
 from .vit_cam import split_vit_output, token_width
 
 VERSIONS = ('v1', 'v2')
 
 
 @MODELS.register_module()
-class MCTformer(CAMPredictionMixin, BaseSegmentor):
+class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
     """Multi-class token transformer for WSSS (Xu et al., CVPR 2022).
 
     The backbone (e.g. ``MultiClassTokenViT``) puts ``C`` class tokens in
@@ -190,24 +190,6 @@ class MCTformer(CAMPredictionMixin, BaseSegmentor):
         return self.forward_outputs(inputs)['token_logits']
 
     # ------------------------------------------------------------ training
-    def loss_by_outputs(
-        self, outputs: Dict[str, Tensor], labels: Tensor
-    ) -> Dict[str, Tensor]:
-        """MLSM of the token logits (+ the patch logits for V2)."""
-        losses = {
-            self.loss_token.loss_name: self.loss_token(outputs['token_logits'], labels)
-        }
-        if 'patch_logits' in outputs:
-            losses[self.loss_patch.loss_name] = self.loss_patch(
-                outputs['patch_logits'], labels
-            )
-        return losses
-
-    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
-        """Image-level classification losses."""
-        labels = stack_img_labels(data_samples).to(inputs.device)
-        return self.loss_by_outputs(self.forward_outputs(inputs), labels)
-
     def loss_with_cams(
         self, inputs: Tensor, data_samples: SampleList
     ) -> Tuple[dict, Tensor]:

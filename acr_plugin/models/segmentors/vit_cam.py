@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ...structures import stack_img_labels
 from ..utils.cam_ops import cam_from_patch_tokens, global_pool
-from .cam_prediction import CAMPredictionMixin
+from .cam_prediction import CAMPredictionMixin, ImageLevelLossMixin
 
 
 def split_vit_output(output) -> Tuple[Tensor, Optional[Tensor]]:
@@ -46,7 +46,7 @@ def token_width(backbone: nn.Module) -> int:
 
 
 @MODELS.register_module()
-class ViTCAM(CAMPredictionMixin, BaseSegmentor):
+class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
     """Plain ViT classifier with class-activation-map localisation.
 
     The official ACR host (method.md §2): a linear classifier on the class token
@@ -200,26 +200,6 @@ class ViTCAM(CAMPredictionMixin, BaseSegmentor):
         return self.forward_outputs(inputs)['cams']
 
     # ------------------------------------------------------------ training
-    def loss_by_outputs(
-        self, outputs: Dict[str, Tensor], labels: Tensor
-    ) -> Dict[str, Tensor]:
-        """Classification losses of :meth:`forward_outputs` against labels."""
-        losses = {}
-        if 'token_logits' in outputs:
-            losses[self.loss_token.loss_name] = self.loss_token(
-                outputs['token_logits'], labels
-            )
-        if 'patch_logits' in outputs:
-            losses[self.loss_patch.loss_name] = self.loss_patch(
-                outputs['patch_logits'], labels
-            )
-        return losses
-
-    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
-        """Image-level classification losses."""
-        labels = stack_img_labels(data_samples).to(inputs.device)
-        return self.loss_by_outputs(self.forward_outputs(inputs), labels)
-
     def loss_with_cams(
         self, inputs: Tensor, data_samples: SampleList
     ) -> Tuple[dict, Tensor]:
