@@ -307,10 +307,6 @@ class ToCo(BaseSegmentor):
             ),
         )
 
-    def _both_cams(self, inputs: Tensor) -> Tensor:
-        outputs = self.forward_outputs(inputs)
-        return torch.cat([outputs['cams'], outputs['aux_cams']], dim=1)
-
     def multi_scale_cams(
         self,
         inputs: Tensor,
@@ -320,8 +316,28 @@ class ToCo(BaseSegmentor):
     ) -> Tuple[Tensor, Tensor]:
         """Normalised final and aux CAMs ``(B, C, H, W)`` (scales x flip:
         max over the flip pair, ReLU, sum over scales, per-class min-max)."""
+        return self._multi_scale_cams_and_logits(inputs, scales, flip, eps)[:2]
+
+    def _multi_scale_cams_and_logits(
+        self,
+        inputs: Tensor,
+        scales: Sequence[float],
+        flip: bool = True,
+        eps: Optional[float] = None,
+    ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """:meth:`multi_scale_cams` and the image logits of the plain input,
+        read from the TTA forward at the input size (None if no scale keeps
+        it), so prediction needs no separate forward for them."""
+        logits = []
+
+        def cam_fn(batch: Tensor) -> Tensor:
+            outputs = self.forward_outputs(batch)
+            if not logits and batch.shape[-2:] == inputs.shape[-2:]:
+                logits.append(outputs['logits'][: inputs.shape[0]])
+            return torch.cat([outputs['cams'], outputs['aux_cams']], dim=1)
+
         cams = multi_scale_flip_cams(
-            self._both_cams,
+            cam_fn,
             inputs,
             scales=scales,
             flip=flip,
@@ -331,7 +347,8 @@ class ToCo(BaseSegmentor):
         )
         eps = self.pseudo_cfg['eps'] if eps is None else eps
         cams = minmax_normalize(cams, eps)
-        return cams[:, : self.num_fg_classes], cams[:, self.num_fg_classes :]
+        fg = self.num_fg_classes
+        return cams[:, :fg], cams[:, fg:], (logits[0] if logits else None)
 
     # ------------------------------------------------------------ training
     def _weight(self, module: Optional[nn.Module]) -> float:
@@ -494,11 +511,12 @@ class ToCo(BaseSegmentor):
     ) -> Tuple[Tensor, Tensor]:
         """CAM seg logits ``(B, C + 1, H, W)`` and image logits ``(B, C)``."""
         cfg = self.test_cfg
-        cams, aux_cams = self.multi_scale_cams(
+        cams, aux_cams, img_logits = self._multi_scale_cams_and_logits(
             inputs, cfg['cam_scales'], cfg['cam_flip'], cfg['eps']
         )
         chosen = cams if cfg['cam_source'] == 'final' else aux_cams
-        img_logits = self.logits(inputs)
+        if img_logits is None:
+            img_logits = self.logits(inputs)
         return cams_to_seg_logits(chosen, cfg['bg_thr'], labels), img_logits
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:

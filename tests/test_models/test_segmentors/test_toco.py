@@ -331,3 +331,21 @@ def test_classifiers_read_the_global_max_pool_of_the_tokens():
         cams = torch.einsum('bdhw,cd->bchw', outputs[tokens], conv.weight.flatten(1))
         torch.testing.assert_close(outputs[key.replace('logits', 'cams')], cams)
         assert not torch.allclose(outputs[key], cams.amax(dim=(2, 3)))
+
+
+def test_predict_reads_image_logits_from_the_tta_forward():
+    """No extra forward for pred_img_logits: they come from the TTA pass at
+    the input size and equal model.logits()."""
+    model = build(test_cfg=dict(output='cam', cam_scales=(1.0, 0.5)))
+    model.eval()
+    inputs = torch.randn(2, 3, 32, 32)
+    calls = []
+    handle = model.backbone.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        results = model.predict(inputs, samples(LABELS))
+    handle.remove()
+    assert len(calls) == 2  # one forward per scale (flip pairs batched)
+    with torch.no_grad():
+        expected = model.logits(inputs)
+    for i, result in enumerate(results):
+        torch.testing.assert_close(result.pred_img_logits.data, expected[i])
