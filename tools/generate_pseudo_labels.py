@@ -23,7 +23,6 @@ import argparse
 import os
 from typing import List, Optional, Union
 
-import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.dist import get_dist_info, init_dist, is_distributed
 
@@ -33,7 +32,7 @@ from acr_plugin.apis import (
     generate_pseudo_labels,
     search_bg_threshold,
 )
-from acr_plugin.engine.dist_utils import setup_cpu_distributed
+from acr_plugin.engine.dist_utils import setup_cpu_distributed, teardown_distributed
 from acr_plugin.utils import crf_available
 from acr_plugin.utils.dense_crf import CRF_INSTALL_HINT
 
@@ -129,7 +128,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if args.launcher == 'pytorch' and not is_distributed():
+    opened_group = args.launcher == 'pytorch' and not is_distributed()
+    if opened_group:
         init_distributed(cfg)
 
     model = build_model(cfg, args.checkpoint)
@@ -181,8 +181,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         )
         if result['metrics'] is not None:
             print(f'pseudo-label mIoU: {float(result["metrics"]["mIoU"]):.2f}')
-    if is_distributed():
-        torch_dist.destroy_process_group()
+    del model
+    if opened_group:  # a group the caller opened stays open
+        teardown_distributed()
     return result
 
 

@@ -8,7 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from acr_plugin.engine.dist_utils import setup_cpu_distributed
+from acr_plugin.engine.dist_utils import setup_cpu_distributed, teardown_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -94,6 +94,8 @@ def main() -> None:
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()
+    del runner  # DDP holds the process group: release it before teardown
+    teardown_distributed()
 
 
 if __name__ == '__main__':

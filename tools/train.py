@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 
-from acr_plugin.engine.dist_utils import setup_cpu_distributed
+from acr_plugin.engine.dist_utils import setup_cpu_distributed, teardown_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -75,6 +75,8 @@ def main() -> None:
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    del runner  # DDP holds the process group: release it before teardown
+    teardown_distributed()
 
 
 if __name__ == '__main__':

@@ -166,3 +166,42 @@ def test_cpu_distributed_setup_errors(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(KeyError, match='RANK.*dist_train.sh'):
         setup_cpu_distributed(cfg)
+
+
+def test_teardown_distributed_destroys_the_group(tmp_path):
+    """The tools end every distributed run with ``teardown_distributed``."""
+    import torch.distributed as dist
+
+    from acr_plugin.engine.dist_utils import teardown_distributed
+
+    teardown_distributed()  # no group: nothing to do
+    dist.init_process_group(
+        'gloo', init_method=f'file://{tmp_path / "init"}', rank=0, world_size=1
+    )
+    try:
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
+        model(torch.randn(3, 4)).sum().backward()
+        del model
+        teardown_distributed()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_runner_releases_its_model_for_teardown(tmp_path):
+    """``del runner`` + teardown frees the (DDP-wrapped) model and thereby
+    the process group its reducer holds: nothing outside the runner keeps it
+    (mmengine's global managers, hooks, the message hub)."""
+    import weakref
+
+    from acr_plugin.engine.dist_utils import teardown_distributed
+    from tests.synthetic_runs import tiny_synthetic_cfg
+
+    cfg = tiny_synthetic_cfg(osp.join(ROOT, ACR), str(tmp_path), iters=1)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    model = weakref.ref(runner.model)
+    del runner
+    teardown_distributed()
+    assert model() is None
