@@ -7,7 +7,8 @@
 # scales 1.0/1.25/1.5 + flip) and the CAM mIoU (CAMMetric on cam_seg_logits,
 # keys "cam/...") on VOC val.
 #   bash tools/dist_train.sh configs/toco/toco_vit-b16_2xb2-20k_voc12aug-448x448.py 2
-# Reported (paper, with CRF at test): VOC val 71.1 / test 72.2.
+# Reported (paper, with CRF at test): VOC val 71.1 / test 72.2. CRF at test:
+#   python tools/test.py CFG CKPT --cfg-options model.test_cfg.crf.num_iters=10
 _base_ = [
     '../_base_/models/toco_vit-b16.py',
     '../_base_/datasets/voc12aug_wsss.py',

@@ -25,6 +25,11 @@ from ..utils.cam_ops import (
     multi_scale_flip_cams,
     rescale_images,
 )
+from ..utils.crf_ops import (
+    check_crf_cfg,
+    crf_refine_predictions,
+    images_at_prediction_size,
+)
 from ..utils.image_augment import (
     ctc_global_view,
     ctc_local_view,
@@ -64,6 +69,7 @@ _TEST_DEFAULTS = dict(
     bg_thr=0.5,
     use_labels=True,
     eps=1e-5,
+    crf=None,
 )
 
 
@@ -136,7 +142,10 @@ class ToCo(BaseSegmentor):
             ``seg_logits``, no decoder), ``seg_scales`` ((1.0,)), ``seg_flip``
             (True), ``cam_scales`` ((1.0, 0.5, 1.5)), ``cam_flip`` (True),
             ``cam_source`` (``'final'`` | ``'aux'``), ``bg_thr`` (0.5),
-            ``use_labels`` (True), ``eps`` (1e-5).
+            ``use_labels`` (True), ``eps`` (1e-5), ``crf`` (None: no CRF;
+            a dict of ``acr_plugin.utils.dense_crf`` arguments, ``{}`` for its
+            defaults: the decoder's test masks are refined by a dense CRF on
+            ``softmax(seg_logits)``, method.md §3; ``output='seg'`` only).
         data_preprocessor (dict, optional): ``SegDataPreProcessor``.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -228,6 +237,7 @@ class ToCo(BaseSegmentor):
                 'ToCo: test_cfg.cam_source must be "final" or "aux", got '
                 f'"{self.test_cfg["cam_source"]}"'
             )
+        self.test_cfg['crf'] = check_crf_cfg(self.test_cfg['crf'], 'ToCo test_cfg.crf')
 
     # ------------------------------------------------------------ schedule
     def loss_modules(self) -> Dict[str, nn.Module]:
@@ -543,6 +553,11 @@ class ToCo(BaseSegmentor):
             for sample in results:
                 sample.set_data({CAM_SEG_LOGITS: sample.seg_logits})
             results = self.postprocess_result(self.seg_logits_tta(inputs), results)
+            if self.test_cfg['crf'] is not None:
+                images = images_at_prediction_size(
+                    inputs, results, self.img_mean, self.img_std, self.align_corners
+                )
+                results = crf_refine_predictions(results, images, self.test_cfg['crf'])
         return attach_img_logits(results, img_logits)
 
     def _forward(

@@ -14,6 +14,11 @@ from .cam_ops import (
     minmax_normalize,
     multi_scale_flip_cams,
 )
+from .crf_ops import (
+    check_crf_cfg,
+    crf_refine_predictions,
+    images_at_prediction_size,
+)
 from .image_augment import (
     blur_with_sigma,
     color_jitter,
@@ -64,6 +69,9 @@ __all__ = [
     'probs_from_qk',
     'cam_from_patch_tokens',
     'cams_to_seg_logits',
+    'check_crf_cfg',
+    'crf_refine_predictions',
+    'images_at_prediction_size',
     'global_pool',
     'minmax_normalize',
     'multi_scale_flip_cams',
