@@ -66,8 +66,12 @@ def _free_port() -> int:
 
 
 def _dist_train(config: str, work_dir: str, options) -> subprocess.CompletedProcess:
-    cmd = ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work_dir]
-    cmd += ['--cfg-options', *options]
+    return _dist_run(['tools/dist_train.sh', config, '2'], work_dir, options)
+
+
+def _dist_run(args, work_dir: str, options) -> subprocess.CompletedProcess:
+    """``bash SCRIPT ARGS --work-dir W --cfg-options ...`` on 2 CPU processes."""
+    cmd = ['bash', *args, '--work-dir', work_dir, '--cfg-options', *options]
     for _ in range(2):  # a port taken between probing and binding: retry once
         env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()))
         env.update(OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
@@ -129,6 +133,15 @@ def test_dist_train_two_cpu_processes(config, prefix, tmp_path):
     assert meta['iter'] == ITERS and meta['seed'] == 0
     assert "launcher = 'pytorch'" in meta['cfg']
     assert meta['dataset_meta']['classes'][0] == 'background'
+
+    # tools/dist_test.sh on the checkpoint: both ranks evaluate and exit cleanly
+    test_dir = str(tmp_path / 'dist_test')
+    ckpt_path = osp.join(work_dir, f'iter_{ITERS}.pth')
+    _dist_run(['tools/dist_test.sh', config, ckpt_path, '2'], test_dir, options)
+    (test_log,) = glob.glob(osp.join(test_dir, '*', '*.log'))
+    with open(test_log) as f:
+        test_text = f.read()
+    assert 'Iter(test)' in test_text and 'mIoU' in test_text
 
     state, init = _single_process_reference(config, str(tmp_path / 'single'), options)
     dist_state = ckpt['state_dict']
