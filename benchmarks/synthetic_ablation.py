@@ -43,7 +43,16 @@ Usage::
         toco_two_view toco_uniform_attn toco_acr                # ToCo rows
 
 Runs are cached under ``--work-dir`` (one JSON per run), so an interrupted
-ablation resumes where it stopped. The last line printed is one JSON object.
+ablation resumes where it stopped. A run's file name carries every setting
+that differs from the defaults (``--iters``, ``--batch``, ``--pretrain-iters``,
+``--no-pretrain``, ``--num-train``, ``--num-val``, and ``--alpha`` for the
+variants with an ACR loss), so runs of other settings are never mixed up;
+e.g. an alpha sweep of MCTformer + ACR against the cached baselines::
+
+    python benchmarks/synthetic_ablation.py --variants mct_baseline mct_acr \
+        --alpha 3
+
+The last line printed is one JSON object.
 """
 
 import argparse
@@ -151,6 +160,12 @@ KEY_METRICS = [
 ]
 
 
+#: defaults of the settings that change a run's result (its cache key)
+RUN_DEFAULTS = dict(
+    iters=150, batch=32, pretrain_iters=600, num_train=4000, num_val=300
+)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/synthetic_ablation')
@@ -159,10 +174,17 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument(
-        '--iters', type=int, default=150, help='fine-tuning iterations per run'
+        '--iters',
+        type=int,
+        default=RUN_DEFAULTS['iters'],
+        help='fine-tuning iterations per run',
     )
-    parser.add_argument('--batch', type=int, default=32, help='fine-tuning batch size')
-    parser.add_argument('--pretrain-iters', type=int, default=600)
+    parser.add_argument(
+        '--batch', type=int, default=RUN_DEFAULTS['batch'], help='fine-tuning batch'
+    )
+    parser.add_argument(
+        '--pretrain-iters', type=int, default=RUN_DEFAULTS['pretrain_iters']
+    )
     parser.add_argument(
         '--no-pretrain',
         action='store_true',
@@ -183,8 +205,8 @@ def parse_args() -> argparse.Namespace:
         default=1,
         help='torch threads (1 avoids oversubscription on shared CPUs)',
     )
-    parser.add_argument('--num-train', type=int, default=4000)
-    parser.add_argument('--num-val', type=int, default=300)
+    parser.add_argument('--num-train', type=int, default=RUN_DEFAULTS['num_train'])
+    parser.add_argument('--num-val', type=int, default=RUN_DEFAULTS['num_val'])
     return parser.parse_args()
 
 
@@ -308,22 +330,39 @@ def evaluate(model, dataloader, grad_head=None) -> Dict[str, float]:
     return results
 
 
+def settings_tag(args, has_acr_loss: bool) -> str:
+    """File-name suffix naming the settings that differ from the defaults."""
+    parts = [
+        f'{key.replace("_", "")}{getattr(args, key)}'
+        for key, default in RUN_DEFAULTS.items()
+        if getattr(args, key) != default
+    ]
+    if args.no_pretrain:
+        parts.append('scratch')
+    if has_acr_loss and args.alpha is not None:
+        parts.append(f'alpha{args.alpha:g}')
+    return ''.join(f'_{part}' for part in parts)
+
+
 def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
-    out_path = osp.join(args.work_dir, 'runs', f'{name}_s{seed}.json')
-    if osp.isfile(out_path):
-        with open(out_path) as f:
-            return json.load(f)
     spec = VARIANTS[name]
-    work = osp.join(args.work_dir, 'runs', f'{name}_s{seed}')
-    cfg = prepare_cfg(spec['config'], work, args, seed, args.iters)
+    cfg = prepare_cfg(spec['config'], '', args, seed, args.iters)
     if 'model' in spec:
         override = copy.deepcopy(spec['model'])
         if 'acr_loss' in override and override['acr_loss'] is None:
             cfg.model.acr_loss = None
             override.pop('acr_loss')
         cfg.merge_from_dict(dict(model=override))
-    if args.alpha is not None and cfg.model.get('acr_loss'):
+    has_acr_loss = bool(cfg.model.get('acr_loss'))
+    if args.alpha is not None and has_acr_loss:
         cfg.model.acr_loss.loss_weight = args.alpha
+    run_name = f'{name}_s{seed}{settings_tag(args, has_acr_loss)}'
+    out_path = osp.join(args.work_dir, 'runs', f'{run_name}.json')
+    if osp.isfile(out_path):
+        with open(out_path) as f:
+            return json.load(f)
+    cfg.work_dir = osp.join(args.work_dir, 'runs', run_name)
+    cfg.visualizer.name = f'vis_{run_name}_{time.time()}'
     backbone = (
         cfg.model.model.backbone
         if cfg.model.type == 'ACRSegmentor'
@@ -513,6 +552,7 @@ def main() -> None:
         trivial=trivial,
         seeds=args.seeds,
         iters=args.iters,
+        alpha=args.alpha,
         pretrained=not args.no_pretrain,
         wall_time_s=round(time.perf_counter() - start, 1),
         torch_threads=torch.get_num_threads(),

@@ -63,3 +63,30 @@ def test_ablation_rows_for_toco_and_mctformer(tmp_path):
     assert summary['mct_uniform_attn/patch']['attn_entropy_mean']['mean'] == (
         pytest.approx(1.0, abs=1e-3)
     )
+    # every run file names the non-default settings it was made with
+    runs = sorted(f for f in os.listdir(tmp_path / 'runs') if f.endswith('.json'))
+    tag = '_iters2_batch4_pretrainiters1_numtrain8_numval4'
+    assert runs == sorted(f'{name}_s0{tag}.json' for name in variants)
+
+
+def _ablation_module():
+    import importlib.util
+
+    path = osp.join(ROOT, 'benchmarks/synthetic_ablation.py')
+    spec = importlib.util.spec_from_file_location('synthetic_ablation', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_cache_key_names_every_non_default_setting(monkeypatch):
+    ablation = _ablation_module()
+    monkeypatch.setattr(sys, 'argv', ['synthetic_ablation.py'])
+    args = ablation.parse_args()
+    assert ablation.settings_tag(args, has_acr_loss=True) == ''  # README's runs
+    args.alpha = 3.0
+    assert ablation.settings_tag(args, has_acr_loss=True) == '_alpha3'
+    # alpha does not change a run without an ACR loss: its cache is shared
+    assert ablation.settings_tag(args, has_acr_loss=False) == ''
+    args.iters, args.no_pretrain = 300, True
+    assert ablation.settings_tag(args, has_acr_loss=True) == '_iters300_scratch_alpha3'
