@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import os.path as osp
+from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
@@ -13,7 +14,7 @@ from mmseg.registry import RUNNERS
 from acr_plugin.engine.dist_utils import setup_cpu_distributed, teardown_distributed
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a segmentor')
     parser.add_argument('config', help='config file path')
     parser.add_argument('--work-dir', help='directory for logs and checkpoints')
@@ -23,6 +24,12 @@ def parse_args() -> argparse.Namespace:
         help='resume from the latest checkpoint in the work dir',
     )
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by (processes x train batch per process) / '
+        'auto_scale_lr.base_batch_size of the config (linear scaling rule)',
+    )
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -37,13 +44,13 @@ def parse_args() -> argparse.Namespace:
         help='job launcher',
     )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
-def main() -> None:
-    args = parse_args()
+def build_config(args: argparse.Namespace) -> Config:
+    """The run's config: the file, then the command-line options."""
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options:
@@ -69,7 +76,21 @@ def main() -> None:
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        auto_scale_lr = cfg.get('auto_scale_lr') or {}
+        if 'base_batch_size' not in auto_scale_lr:
+            raise KeyError(
+                f'--auto-scale-lr: {args.config} has no '
+                'auto_scale_lr.base_batch_size (the total batch its lr is for)'
+            )
+        cfg.auto_scale_lr.enable = True
     cfg.resume = args.resume
+    return cfg
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = build_config(args)
 
     # CPU-only machines: gloo process group, DDP without device_ids
     setup_cpu_distributed(cfg)
