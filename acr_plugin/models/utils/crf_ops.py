@@ -69,7 +69,8 @@ def images_at_prediction_size(
     For each sample: undo the normalisation, remove the batch padding
     (``img_padding_size``, else ``padding_size``), undo a recorded flip
     (``flip`` / ``flip_direction``) and resize (bilinear) to ``ori_shape`` -
-    the steps of ``BaseSegmentor.postprocess_result``.
+    the steps of ``BaseSegmentor.postprocess_result`` (which, without a
+    meta, leaves the prediction at the input size: so does this).
 
     Args:
         inputs (Tensor): ``(B, 3, H, W)`` normalised RGB batch.
@@ -106,7 +107,8 @@ def images_at_prediction_size(
                     f'{direction!r}'
                 )
             img = img.flip(-1 if direction == 'horizontal' else -2)
-        size = tuple(int(v) for v in meta['ori_shape'][:2])
+        # no ori_shape (predict without data samples): mmseg keeps the size
+        size = tuple(int(v) for v in meta.get('ori_shape', img.shape[-2:])[:2])
         if tuple(img.shape[-2:]) != size:
             img = F.interpolate(
                 img[None], size=size, mode='bilinear', align_corners=align_corners

@@ -96,3 +96,12 @@ def test_batch_and_sample_mismatch_is_an_error():
         images_at_prediction_size(
             torch.zeros(1, 3, 4, 4), [SegDataSample(), SegDataSample()], MEAN, STD
         )
+
+
+def test_samples_without_meta_keep_the_input_size():
+    """mmseg's postprocess_result without data samples keeps the input size."""
+    img = _image(12, 16)
+    (got,) = images_at_prediction_size(
+        _normalised(img)[None], [SegDataSample()], MEAN, STD
+    )
+    np.testing.assert_array_equal(got, img)
