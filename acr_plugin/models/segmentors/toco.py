@@ -547,6 +547,10 @@ class ToCo(BaseSegmentor):
             labels = labels_for_prediction(
                 data_samples, 'test_cfg.', 'model.test_cfg.use_labels=False'
             ).to(inputs.device)
+        if data_samples is None:  # predictions at the input size
+            size = tuple(inputs.shape[-2:])
+            meta = dict(ori_shape=size, img_shape=size, pad_shape=size)
+            data_samples = [SegDataSample(metainfo=meta) for _ in range(len(inputs))]
         cam_logits, img_logits = self.cam_seg_logits(inputs, labels)
         results = self.postprocess_result(cam_logits, data_samples)
         if self.test_cfg['output'] == 'seg':

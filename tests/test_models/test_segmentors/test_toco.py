@@ -406,3 +406,16 @@ def test_crf_switched_on_from_the_command_line(path, key):
     model = MODELS.build(model_cfg)
     toco = model.model if key == 'model.model.' else model
     assert toco.test_cfg['crf'] == dict(num_iters=10)
+
+
+@pytest.mark.parametrize('crf', [None, dict(num_iters=2)])
+def test_predict_without_data_samples(crf):
+    """Like mmseg's EncoderDecoder: no data samples, predictions at input size."""
+    model = build(test_cfg=dict(use_labels=False, crf=crf))
+    model.eval()
+    with torch.no_grad():
+        out = model.predict(torch.randn(2, 3, 32, 40))
+    for sample in out:
+        assert sample.seg_logits.data.shape == (7, 32, 40)
+        assert sample.pred_sem_seg.data.shape == (1, 32, 40)
+        assert sample.get(CAM_SEG_LOGITS).data.shape == (7, 32, 40)
