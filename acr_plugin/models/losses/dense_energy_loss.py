@@ -13,6 +13,11 @@ relaxed Potts energy is::
 and, ``W`` being symmetric, ``dE/dS = W (1 - S) - W S``. Writing
 ``f = [p / sigma_xy, I / sigma_rgb]`` gives ``W_ij = exp(-|f_i - f_j|^2 / 2)``.
 
+Optionally each pixel's term is weighted by a gate ``g_i >= 0`` held constant
+(no gradient): ``E_g = sum_i g_i sum_k S_ik (W (1 - S))_ik`` with the exact
+gradient ``g * W (1 - S) - W (g * S)``. :class:`DenseEnergyLoss` can derive it
+from the prediction's uncertainty (``gate='uncertainty'``).
+
 :class:`DenseEnergyFunction` builds ``chunk_size`` rows of ``W`` at a time
 and multiplies them with ``X = [1 - S, S]`` (one ``(chunk, N) @ (N, 2K)``
 product per chunk): the first half of the result gives the energy, the
@@ -59,19 +64,32 @@ def _kernel_rows(rows: Tensor, feats: Tensor, offset: int) -> Tensor:
 class DenseEnergyFunction(torch.autograd.Function):
     """Dense energy ``E = sum(S * (W (1 - S)))`` of one image, chunked.
 
-    ``apply(probs, feats, chunk_size)`` with ``probs`` ``(N, K)``, ``feats``
-    ``(N, d)`` scaled features (``W_ij = exp(-|f_i - f_j|^2 / 2)``) and
-    ``chunk_size`` kernel rows per product; returns a scalar. Gradient only
-    for ``probs`` (``W (1 - S) - W S``, computed in the forward pass).
+    ``apply(probs, feats, chunk_size, gate)`` with ``probs`` ``(N, K)``,
+    ``feats`` ``(N, d)`` scaled features (``W_ij = exp(-|f_i - f_j|^2 / 2)``),
+    ``chunk_size`` kernel rows per product and ``gate`` ``(N,)`` per-pixel
+    weights or None (all 1): ``E = sum(g[:, None] * S * (W (1 - S)))``;
+    returns a scalar. Gradient only for ``probs`` (``g * W (1 - S) - W (g *
+    S)``, computed in the forward pass).
     """
 
     @staticmethod
-    def forward(ctx, probs: Tensor, feats: Tensor, chunk_size: int) -> Tensor:
+    def forward(
+        ctx,
+        probs: Tensor,
+        feats: Tensor,
+        chunk_size: int,
+        gate: Optional[Tensor] = None,
+    ) -> Tensor:
         num_pixels, num_classes = probs.shape
         with torch.autocast(device_type=probs.device.type, enabled=False):
             probs = probs.detach()
             feats = feats.detach().to(probs.dtype)
-            operand = torch.cat([1 - probs, probs], dim=1)  # (N, 2K)
+            if gate is None:
+                gated = probs
+            else:
+                gate = gate.detach().to(probs.dtype)[:, None]
+                gated = gate * probs
+            operand = torch.cat([1 - probs, gated], dim=1)  # (N, 2K)
             grad = torch.empty_like(probs)
             energy = probs.new_zeros(())
             for start in range(0, num_pixels, chunk_size):
@@ -79,6 +97,8 @@ class DenseEnergyFunction(torch.autograd.Function):
                 weights = _kernel_rows(feats[start:stop], feats, start)
                 products = weights @ operand  # (c, 2K)
                 w_rest = products[:, :num_classes]  # W (1 - S)
+                if gate is not None:
+                    w_rest = w_rest * gate[start:stop]  # g * W (1 - S)
                 energy += (probs[start:stop] * w_rest).sum()
                 torch.sub(w_rest, products[:, num_classes:], out=grad[start:stop])
         ctx.save_for_backward(grad)
@@ -86,12 +106,14 @@ class DenseEnergyFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_output: Tensor) -> Tuple[Optional[Tensor], None, None]:
+    def backward(ctx, grad_output: Tensor) -> Tuple[Optional[Tensor], None, None, None]:
         (grad,) = ctx.saved_tensors
-        return grad_output * grad, None, None
+        return grad_output * grad, None, None, None
 
 
-def _check_energy_inputs(probs: Tensor, images: Tensor, roi: Optional[Tensor]):
+def _check_energy_inputs(
+    probs: Tensor, images: Tensor, roi: Optional[Tensor], gate: Optional[Tensor]
+):
     if probs.dim() != 4:
         raise ValueError(
             f'dense_energy: probs must be (B, K, H, W), got shape {tuple(probs.shape)}'
@@ -110,6 +132,11 @@ def _check_energy_inputs(probs: Tensor, images: Tensor, roi: Optional[Tensor]):
             )
         if roi.dtype != torch.bool:
             raise ValueError(f'dense_energy: roi must be bool, got {roi.dtype}')
+    if gate is not None and tuple(gate.shape) != (b, h, w):
+        raise ValueError(
+            f'dense_energy: gate must be (B, H, W) = {(b, h, w)}, got shape '
+            f'{tuple(gate.shape)}'
+        )
 
 
 def dense_energy(
@@ -119,6 +146,7 @@ def dense_energy(
     sigma_xy: float,
     roi: Optional[Tensor] = None,
     chunk_size: int = 4096,
+    gate: Optional[Tensor] = None,
 ) -> Tensor:
     """Batch mean of the exact dense-CRF (Potts) energy of soft segmentations.
 
@@ -131,6 +159,8 @@ def dense_energy(
         roi (Tensor, optional): ``(B, H, W)`` bool; only pixels inside take
             part (as ``i`` and as ``j``). Defaults to None (all pixels).
         chunk_size (int): Kernel rows per product. Defaults to 4096.
+        gate (Tensor, optional): ``(B, H, W)`` per-pixel weights of the
+            energy, held constant (no gradient). Defaults to None (all 1).
 
     Returns:
         Tensor: Scalar, ``mean_b E_b`` (float32 for half-precision input).
@@ -139,7 +169,7 @@ def dense_energy(
         ValueError: If shapes, the roi dtype, the bandwidths or
             ``chunk_size`` are wrong.
     """
-    _check_energy_inputs(probs, images, roi)
+    _check_energy_inputs(probs, images, roi, gate)
     if sigma_rgb <= 0 or sigma_xy <= 0:
         raise ValueError(
             f'dense_energy: sigma_rgb and sigma_xy must be > 0, got '
@@ -157,15 +187,18 @@ def dense_energy(
     coords = torch.stack([ys.flatten(), xs.flatten()], dim=1) / sigma_xy  # (N, 2)
     colors = images.detach().to(dtype).flatten(2).transpose(1, 2) / sigma_rgb
     soft = probs.to(dtype).flatten(2).transpose(1, 2)  # (B, N, K)
+    gates = None if gate is None else gate.detach().to(dtype).flatten(1)  # (B, N)
 
     energies: List[Tensor] = []
     for i in range(b):
         feats = torch.cat([coords, colors[i]], dim=1)
         s = soft[i]
+        g = None if gates is None else gates[i]
         if roi is not None:
             inside = roi[i].flatten()
             feats, s = feats[inside], s[inside]
-        energies.append(DenseEnergyFunction.apply(s, feats, chunk_size))
+            g = None if g is None else g[inside]
+        energies.append(DenseEnergyFunction.apply(s, feats, chunk_size, g))
     return torch.stack(energies).mean()
 
 
@@ -178,6 +211,12 @@ class DenseEnergyLoss(nn.Module):
     logits bilinearly to that size and softmaxed over classes, the roi by
     nearest neighbour; the value is ``loss_weight * weight *
     dense_energy(...)``.
+
+    ``gate='uncertainty'`` weights each pixel's energy by ``1 - max_k S_k``
+    (held constant; 1 where the caller's ``ignore`` mask is set, e.g. the
+    ignore band of the pseudo labels), so confident pixels are barely
+    regularised: the gating of ToCo's released loss as we read it (method.md
+    lists only the weights and bandwidths, so it is off by default).
 
     Args:
         weight (float): Scale of the raw energy. Defaults to 1e-7.
@@ -192,6 +231,8 @@ class DenseEnergyLoss(nn.Module):
             ``'loss_reg'``.
         chunk_size (int): Kernel rows per product (memory
             ``O(chunk_size * N)``). Defaults to 4096.
+        gate (str, optional): None (every pixel weighs 1) or
+            ``'uncertainty'``. Defaults to None.
     """
 
     def __init__(
@@ -203,6 +244,7 @@ class DenseEnergyLoss(nn.Module):
         scale_factor: float = 0.5,
         loss_name: str = 'loss_reg',
         chunk_size: int = 4096,
+        gate: Optional[str] = None,
     ) -> None:
         super().__init__()
         if not loss_name.startswith('loss_'):
@@ -218,7 +260,12 @@ class DenseEnergyLoss(nn.Module):
         self.sigma_rgb = sigma_rgb
         self.sigma_xy = sigma_xy
         self.scale_factor = scale_factor
+        if gate not in (None, 'uncertainty'):
+            raise ValueError(
+                f'DenseEnergyLoss: gate must be None or "uncertainty", got {gate!r}'
+            )
         self.chunk_size = chunk_size
+        self.gate = gate
         self._loss_name = loss_name
 
     def forward(
@@ -226,6 +273,7 @@ class DenseEnergyLoss(nn.Module):
         seg_logits: Tensor,
         images: Tensor,
         roi: Optional[Tensor] = None,
+        ignore: Optional[Tensor] = None,
         **kwargs,
     ) -> Tensor:
         """Weighted dense energy.
@@ -235,6 +283,9 @@ class DenseEnergyLoss(nn.Module):
             images (Tensor): ``(B, 3, H, W)`` un-normalised RGB, 0..255.
             roi (Tensor, optional): ``(B, H, W)`` bool region (e.g. the
                 un-padded area). Defaults to None.
+            ignore (Tensor, optional): ``(B, H, W)`` bool, pixels whose
+                uncertainty gate is 1 (``gate='uncertainty'`` only).
+                Defaults to None.
 
         Returns:
             Tensor: Scalar loss.
@@ -257,12 +308,13 @@ class DenseEnergyLoss(nn.Module):
                 f'DenseEnergyLoss: images of size {(h, w)} vanish at '
                 f'scale_factor={self.scale_factor}'
             )
-        if roi is not None and tuple(roi.shape) != (images.shape[0], h, w):
-            raise ValueError(
-                f'DenseEnergyLoss: roi must be (B, H, W) = '
-                f'{(images.shape[0], h, w)} like images, got shape '
-                f'{tuple(roi.shape)}'
-            )
+        for name, mask in (('roi', roi), ('ignore', ignore)):
+            if mask is not None and tuple(mask.shape) != (images.shape[0], h, w):
+                raise ValueError(
+                    f'DenseEnergyLoss: {name} must be (B, H, W) = '
+                    f'{(images.shape[0], h, w)} like images, got shape '
+                    f'{tuple(mask.shape)}'
+                )
         images = images.detach()
         if not images.is_floating_point() or images.dtype in _LOW_PRECISION:
             images = images.float()
@@ -273,6 +325,11 @@ class DenseEnergyLoss(nn.Module):
             if roi is not None:
                 roi = F.interpolate(roi[:, None].float(), size=size, mode='nearest')
                 roi = roi[:, 0] > 0.5
+            if ignore is not None:
+                ignore = F.interpolate(
+                    ignore[:, None].float(), size=size, mode='nearest'
+                )
+                ignore = ignore[:, 0] > 0.5
         if seg_logits.dtype in _LOW_PRECISION:
             seg_logits = seg_logits.float()
         if seg_logits.shape[2:] != size:
@@ -280,11 +337,16 @@ class DenseEnergyLoss(nn.Module):
                 seg_logits, size=size, mode='bilinear', align_corners=False
             )
         probs = seg_logits.softmax(dim=1)
+        gate = None
+        if self.gate == 'uncertainty':
+            gate = 1.0 - probs.detach().amax(dim=1)
+            if ignore is not None:
+                gate = gate.masked_fill(ignore, 1.0)
         # sigma_xy is given in full-resolution pixels (as in Tang et al.'s
         # loss): in the resized image it spans scale_factor times as many
         sigma_xy = self.sigma_xy * size[1] / w
         energy = dense_energy(
-            probs, images, self.sigma_rgb, sigma_xy, roi, self.chunk_size
+            probs, images, self.sigma_rgb, sigma_xy, roi, self.chunk_size, gate
         )
         return self.loss_weight * self.weight * energy
 

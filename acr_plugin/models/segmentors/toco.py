@@ -415,6 +415,7 @@ class ToCo(BaseSegmentor):
         reg_on = self._weight(self.loss_reg) > 0
         if seg_on or reg_on:
             seg_logits = self.decode_head([outputs['patch_map']])
+        pseudo = None
         if seg_on:
             source = cams if self.seg_label_source == 'final' else aux_cams
             with torch.no_grad():
@@ -436,8 +437,10 @@ class ToCo(BaseSegmentor):
         if self.loss_reg is not None:
             if reg_on:
                 images = denormalize(inputs, self.img_mean, self.img_std) * 255.0
+                # the ignore band of the pseudo labels (gate='uncertainty')
+                ignore = None if pseudo is None else pseudo == cfg['ignore_index']
                 losses[self.loss_reg.loss_name] = self.loss_reg(
-                    seg_logits, images, valid
+                    seg_logits, images, valid, ignore=ignore
                 )
             else:
                 losses[self.loss_reg.loss_name] = zero

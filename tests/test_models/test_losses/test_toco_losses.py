@@ -304,8 +304,9 @@ def test_ce_module_weight_and_errors():
 
 
 # ------------------------------------------------------------ dense energy
-def energy_reference(probs, images, sigma_rgb, sigma_xy, roi=None):
-    """Full N x N kernel from python loops; energy by autograd-able einsum."""
+def energy_reference(probs, images, sigma_rgb, sigma_xy, roi=None, gate=None):
+    """Full N x N kernel from python loops; energy by autograd-able einsum
+    (``gate`` (B, H, W) weights pixel i's row, as a constant)."""
     b, k, h, w = probs.shape
     energies = []
     for n in range(b):
@@ -329,7 +330,10 @@ def energy_reference(probs, images, sigma_rgb, sigma_xy, roi=None):
         rows = torch.tensor([r for r, _ in keep], dtype=torch.long)
         cols = torch.tensor([c for _, c in keep], dtype=torch.long)
         s = probs[n][:, rows, cols].T  # (M, K)
-        energies.append(torch.einsum('ij,ik,jk->', kernel, s, 1 - s))
+        g = torch.ones(len(keep), dtype=torch.float64)
+        if gate is not None:
+            g = gate[n][rows, cols].detach().double()
+        energies.append(torch.einsum('ij,i,ik,jk->', kernel, g, s, 1 - s))
     return torch.stack(energies).mean()
 
 
@@ -366,6 +370,62 @@ def test_dense_energy_matches_full_kernel(chunk_size, use_roi):
     if use_roi:
         assert torch.equal(grad[0, :, 4:], torch.zeros_like(grad[0, :, 4:]))
         assert torch.equal(grad[1, :, :, 5:], torch.zeros_like(grad[1, :, :, 5:]))
+
+
+@pytest.mark.parametrize('use_roi', [False, True])
+def test_gated_dense_energy_matches_full_kernel(use_roi):
+    probs = random_probs(2, 3, 5, 6, seed=50)
+    images = random_images(2, 5, 6, seed=51)
+    gate = torch.rand(2, 5, 6, generator=gen(52), dtype=torch.float64)
+    roi = None
+    if use_roi:
+        roi = torch.ones(2, 5, 6, dtype=torch.bool)
+        roi[1, 3:] = False
+    value = dense_energy(probs, images, 15.0, 3.0, roi, chunk_size=7, gate=gate)
+    (grad,) = torch.autograd.grad(value, probs)
+    ref = energy_reference(probs, images, 15.0, 3.0, roi, gate)
+    (ref_grad,) = torch.autograd.grad(ref, probs)
+    assert_rel(value.detach(), ref.detach())
+    assert_rel(grad, ref_grad)
+    # a gate of ones is the ungated energy
+    ones = dense_energy(probs, images, 15.0, 3.0, roi, gate=torch.ones_like(gate))
+    assert_rel(ones.detach(), dense_energy(probs, images, 15.0, 3.0, roi).detach())
+    feats = torch.randn(5, 4, generator=gen(53), dtype=torch.float64)
+    s = torch.rand(5, 3, generator=gen(54), dtype=torch.float64, requires_grad=True)
+    g = torch.rand(5, generator=gen(55), dtype=torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda x: DenseEnergyFunction.apply(x, feats, 2, g), (s,)
+    )
+
+
+def test_uncertainty_gate_of_the_loss_module():
+    """gate='uncertainty': g = 1 - max_k S_k (held constant), 1 where the
+    ignore mask is set; the mask is resized with the image."""
+    loss = MODELS.build(
+        dict(type='DenseEnergyLoss', sigma_xy=3.0, gate='uncertainty', loss_weight=1.0)
+    )
+    logits = torch.randn(2, 3, 4, 5, generator=gen(56), dtype=torch.float64)
+    logits.requires_grad_(True)
+    images = random_images(2, 8, 10, seed=57)
+    ignore = torch.zeros(2, 8, 10, dtype=torch.bool)
+    ignore[0, :4] = True
+    value = loss(logits, images, ignore=ignore)
+    small = F.interpolate(images, size=(4, 5), mode='bilinear', align_corners=False)
+    probs = logits.softmax(dim=1)
+    gate = 1 - probs.detach().amax(dim=1)
+    gate[ignore[:, ::2, ::2]] = 1.0
+    ref = energy_reference(probs, small, 15.0, 1.5, gate=gate)
+    assert_rel(value.detach(), 1e-7 * ref.detach())
+    (grad,) = torch.autograd.grad(value, logits)
+    (ref_grad,) = torch.autograd.grad(1e-7 * ref, logits)
+    assert_rel(grad, ref_grad, rel=1e-8)
+    # the gate lowers the energy of confident pixels only
+    plain = MODELS.build(dict(type='DenseEnergyLoss', sigma_xy=3.0, loss_weight=1.0))
+    assert value.item() < plain(logits.detach(), images).item()
+    with pytest.raises(ValueError, match='gate'):
+        MODELS.build(dict(type='DenseEnergyLoss', gate='entropy'))
+    with pytest.raises(ValueError, match='ignore'):
+        loss(logits, images, ignore=ignore[:, :4])
 
 
 def test_dense_energy_roi_ignores_outside_pixels():

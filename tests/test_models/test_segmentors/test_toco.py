@@ -167,6 +167,36 @@ def test_padding_is_ignored_by_the_pseudo_labels():
     assert (pseudo[0, 24:] == 255).all() and (pseudo[0, :, 16:] == 255).all()
 
 
+def test_dense_energy_gets_the_pseudo_label_ignore_band():
+    """loss_reg receives the un-padded roi and, for its uncertainty gate, the
+    ignore band of the decoder's pseudo labels (None while seg is off)."""
+    cfg = tiny_model_cfg()
+    cfg['loss_reg'].update(gate='uncertainty', scale_factor=1.0)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.set_train_phase(loss_weights=dict(loss_seg=0.1, loss_reg=0.05))
+    pseudo_seen, reg_calls = [], []
+    seg_loss, reg_forward = model._seg_loss, model.loss_reg.forward
+    model._seg_loss = lambda s, p: pseudo_seen.append(p) or seg_loss(s, p)
+
+    def reg_spy(seg_logits, images, roi=None, ignore=None):
+        reg_calls.append((roi, ignore))
+        return reg_forward(seg_logits, images, roi, ignore=ignore)
+
+    model.loss_reg.forward = reg_spy
+    data = samples(LABELS)
+    data[0].set_metainfo(dict(img_shape=(24, 16)))
+    losses = model.loss(torch.randn(2, 3, 32, 32), data)
+    assert torch.isfinite(losses['loss_reg'])
+    (roi, ignore), pseudo = reg_calls[0], pseudo_seen[0]
+    assert torch.equal(ignore, pseudo == 255) and ignore.any()
+    assert not roi[0, 24:].any() and roi[1].all()
+    model.set_train_phase(loss_weights=dict(loss_seg=0.0, loss_reg=0.05))
+    model.loss(torch.randn(2, 3, 32, 32), samples(LABELS))
+    assert reg_calls[1][1] is None
+
+
 @pytest.mark.parametrize('output', ['seg', 'cam'])
 def test_predict_fields_and_flip_equivariance(output):
     model = build(
