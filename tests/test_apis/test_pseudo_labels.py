@@ -1,6 +1,5 @@
 """Pseudo-label generation (``acr_plugin.apis.pseudo_labels`` and its CLI)."""
 
-import importlib.util
 import os
 import os.path as osp
 import pickle
@@ -28,6 +27,7 @@ from acr_plugin.apis import (
 )
 from acr_plugin.evaluation import CAMMetric
 from acr_plugin.utils import crf_available
+from tests.scripts import load_script
 from tests.synthetic_runs import tiny_synthetic_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -301,12 +301,7 @@ def test_crf_labels(setup, tmp_path):
 
 # ----------------------------------------------------------------- CLI
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'generate_pseudo_labels', osp.join(ROOT, 'tools/generate_pseudo_labels.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/generate_pseudo_labels.py')
 
 
 def _cli_opts(num=NUM):

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -70,13 +72,7 @@ def test_ablation_rows_for_toco_and_mctformer(tmp_path):
 
 
 def _ablation_module():
-    import importlib.util
-
-    path = osp.join(ROOT, 'benchmarks/synthetic_ablation.py')
-    spec = importlib.util.spec_from_file_location('synthetic_ablation', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('benchmarks/synthetic_ablation.py')
 
 
 def test_run_cache_key_names_every_non_default_setting(monkeypatch):

@@ -1,7 +1,6 @@
 """COCO instances json -> WSSS semantic masks, split lists and cls_labels.npy."""
 
 import copy
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -21,6 +20,7 @@ from acr_plugin.datasets.coco_conversion import (
 )
 from acr_plugin.datasets.wsss_coco import WSSSCOCODataset
 from acr_plugin.structures import IMG_LABELS
+from tests.scripts import load_script
 
 # category ids 3 and 7 (non-contiguous) -> labels 1 and 2
 CAR, CAT = 1, 2
@@ -236,11 +236,7 @@ def test_unknown_category_is_an_error(tmp_path):
 
 
 def _load_cli():
-    path = osp.join(REPO, 'tools', 'dataset_converters', 'coco2014_to_semantic.py')
-    spec = importlib.util.spec_from_file_location('coco2014_to_semantic', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/dataset_converters/coco2014_to_semantic.py')
 
 
 def test_cli_and_dataset_on_converted_data(tmp_path, coco_json, monkeypatch, capsys):

@@ -1,6 +1,5 @@
 """tools/run_synthetic_chain.py: WSSS model -> pseudo labels -> seg net."""
 
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,18 +9,14 @@ import pytest
 from mmengine.config import Config
 
 from acr_plugin.apis import read_label_png
+from tests.scripts import load_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG = 'configs/second_stage/fcn_r18-tiny-d8_1xb16-1k_synthetic-pseudo-64x64.py'
 
 
 def _chain():
-    spec = importlib.util.spec_from_file_location(
-        'run_synthetic_chain', osp.join(ROOT, 'tools/run_synthetic_chain.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/run_synthetic_chain.py')
 
 
 def test_set_iters_scales_schedules():

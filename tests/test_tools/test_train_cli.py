@@ -1,10 +1,11 @@
 """tools/train.py's config building: mmseg's flags plus --auto-scale-lr."""
 
-import importlib.util
 import os.path as osp
 
 import pytest
 from mmengine.runner import Runner
+
+from tests.scripts import load_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOCO_VOC = 'configs/toco/toco_vit-b16_2xb2-20k_voc12aug-448x448.py'
@@ -22,12 +23,7 @@ SHRINK = [
 
 
 def _train_tool():
-    spec = importlib.util.spec_from_file_location(
-        'train_tool', osp.join(ROOT, 'tools/train.py')
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/train.py')
 
 
 def test_auto_scale_lr_flag_enables_the_config_rule():
