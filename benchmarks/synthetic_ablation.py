@@ -19,7 +19,8 @@ the same number of iterations. Variants (``--variants``):
   model and the MCTformer-V2-style multi-class-token model (their synthetic
   configs): ``_baseline``, ``_two_view`` (compute-matched, alpha = 0),
   ``_uniform_attn`` and ``_acr`` (their ACR configs: ToCo with the CAM term,
-  MCTformer with C class-token rows). Paired differences are taken against
+  MCTformer with C class-token rows; ``mct1_*``: MCTformer-V1, baseline,
+  two-view control and ACR). Paired differences are taken against
   the baseline of the same model and seed. ToCo's iteration schedule (seg
   loss after 10 % of the run) is scaled to ``--iters``; ToCo also reports
   its decoder's mIoU (``seg_mIoU``), its CAM columns are its patch CAM.
@@ -94,6 +95,8 @@ TOCO_CFG = 'configs/toco/toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_TOCO_CFG = 'configs/acr/acr_toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
 MCT_CFG = 'configs/mctformer/mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_MCT_CFG = 'configs/acr/acr_mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
+MCT1_CFG = 'configs/mctformer/mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'
+ACR_MCT1_CFG = 'configs/acr/acr_mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'
 
 MCT_GRAD_HEAD = dict(prefix_row='class')
 #: ``family`` names the model; paired differences are taken against the
@@ -124,6 +127,11 @@ VARIANTS: Dict[str, dict] = {
     ),
     'mct_uniform_attn': dict(config=MCT_CFG, family='mctformer', uniform=True),
     'mct_acr': dict(config=ACR_MCT_CFG, family='mctformer', grad_head=MCT_GRAD_HEAD),
+    'mct1_baseline': dict(config=MCT1_CFG, family='mctformer_v1', baseline=True),
+    'mct1_two_view': dict(
+        config=ACR_MCT1_CFG, family='mctformer_v1', model=dict(acr_loss=None)
+    ),
+    'mct1_acr': dict(config=ACR_MCT1_CFG, family='mctformer_v1'),
 }
 for _spec in VARIANTS.values():
     _spec.setdefault('family', 'vit_cam')
@@ -143,6 +151,9 @@ DEFAULT_VARIANTS = [
     'mct_two_view',
     'mct_uniform_attn',
     'mct_acr',
+    'mct1_baseline',
+    'mct1_two_view',
+    'mct1_acr',
 ]
 KEY_METRICS = [
     'mIoU_best',

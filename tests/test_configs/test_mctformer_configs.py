@@ -17,10 +17,14 @@ ACR = 'configs/acr/'
 VOC_V2 = MCT + 'mctformer-v2_deit-s16_4xb16-60e_voc12aug-224x224.py'
 VOC_V1 = MCT + 'mctformer-v1_deit-s16_4xb16-60e_voc12aug-224x224.py'
 COCO_V2 = MCT + 'mctformer-v2_deit-s16_4xb16-60e_coco14-224x224.py'
+COCO_V1 = MCT + 'mctformer-v1_deit-s16_4xb16-60e_coco14-224x224.py'
 SYN = MCT + 'mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
+SYN_V1 = MCT + 'mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_VOC = ACR + 'acr_mctformer-v2_deit-s16_4xb16-60e_voc12aug-224x224.py'
 ACR_COCO = ACR + 'acr_mctformer-v2_deit-s16_4xb16-60e_coco14-224x224.py'
 ACR_SYN = ACR + 'acr_mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
+ACR_VOC_V1 = ACR + 'acr_mctformer-v1_deit-s16_4xb16-60e_voc12aug-224x224.py'
+ACR_SYN_V1 = ACR + 'acr_mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_SYN_GRAD = ACR + 'acr-gradcam_mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
 
 # (ACR config, its baseline, alpha, class tokens)
@@ -29,6 +33,8 @@ ACR_PAIRS = [
     (ACR_COCO, COCO_V2, 100.0, 80),
     (ACR_SYN, SYN, 10.0, 6),
     (ACR_SYN_GRAD, SYN, 10.0, 6),
+    (ACR_VOC_V1, VOC_V1, 125.0, 20),
+    (ACR_SYN_V1, SYN_V1, 10.0, 6),
 ]
 
 
@@ -52,7 +58,7 @@ def build_without_weights(cfg: Config):
 
 @pytest.mark.parametrize(
     'path,num_fg,version',
-    [(VOC_V2, 20, 'v2'), (VOC_V1, 20, 'v1'), (COCO_V2, 80, 'v2')],
+    [(VOC_V2, 20, 'v2'), (VOC_V1, 20, 'v1'), (COCO_V2, 80, 'v2'), (COCO_V1, 80, 'v1')],
 )
 def test_full_size_recipe(path, num_fg, version):
     cfg = load(path)
@@ -114,7 +120,9 @@ def test_acr_configs_wrap_the_baseline_unchanged(acr_path, base_path, alpha, num
 
 
 @pytest.mark.parametrize(
-    'path', [VOC_V2, VOC_V1, COCO_V2, ACR_VOC, ACR_COCO], ids=osp.basename
+    'path',
+    [VOC_V2, VOC_V1, COCO_V2, COCO_V1, ACR_VOC, ACR_COCO, ACR_VOC_V1],
+    ids=osp.basename,
 )
 def test_full_size_configs_build(path):
     model = build_without_weights(load(path))
@@ -138,7 +146,9 @@ def test_full_size_configs_build(path):
     assert decay[id(backbone.blocks[0].attn.qkv.weight)] == 0.05
 
 
-@pytest.mark.parametrize('path', [SYN, ACR_SYN, ACR_SYN_GRAD], ids=osp.basename)
+@pytest.mark.parametrize(
+    'path', [SYN, ACR_SYN, ACR_SYN_GRAD, SYN_V1, ACR_SYN_V1], ids=osp.basename
+)
 def test_synthetic_configs_train_and_validate(path, tmp_path):
     cfg = tiny_synthetic_cfg(osp.join(ROOT, path), str(tmp_path))
     runner = Runner.from_cfg(cfg)
