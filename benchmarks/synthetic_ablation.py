@@ -62,6 +62,7 @@ import json
 import os
 import os.path as osp
 import statistics
+import sys
 import tempfile
 import time
 from typing import Dict, List
@@ -371,7 +372,14 @@ def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
     out_path = osp.join(args.work_dir, 'runs', f'{run_name}.json')
     if osp.isfile(out_path):
         with open(out_path) as f:
-            return json.load(f)
+            cached = json.load(f)
+        if name in args.grad_head and 'grad' not in cached and not spec.get('uniform'):
+            print(
+                f'warning: {out_path} was run without --grad-head {name}; delete '
+                'it to add the gradient-head evaluation',
+                file=sys.stderr,
+            )
+        return cached
     cfg.work_dir = osp.join(args.work_dir, 'runs', run_name)
     cfg.visualizer.name = f'vis_{run_name}_{time.time()}'
     backbone = (

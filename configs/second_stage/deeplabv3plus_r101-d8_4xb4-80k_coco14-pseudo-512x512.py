@@ -91,3 +91,4 @@ default_hooks = dict(
     checkpoint=dict(interval=8000, max_keep_ckpts=3),
     visualization=dict(type='SegVisualizationHook'),
 )
+auto_scale_lr = dict(enable=False, base_batch_size=16)  # 4 GPUs x 4 (--auto-scale-lr)

@@ -34,3 +34,4 @@ val_evaluator = [
 test_evaluator = val_evaluator
 env_cfg = dict(dist_cfg=dict(backend='nccl'))
 default_hooks = dict(checkpoint=dict(interval=5000, max_keep_ckpts=3))
+auto_scale_lr = dict(enable=False, base_batch_size=4)  # 4 GPUs x 1 (--auto-scale-lr)

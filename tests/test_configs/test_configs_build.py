@@ -2,6 +2,7 @@
 
 import glob
 import os.path as osp
+import re
 
 import pytest
 from mmengine.config import Config
@@ -90,3 +91,17 @@ def test_test_images_of_any_size_are_padded_to_whole_patches(path):
     )
     inputs = module(batch, False)['inputs']
     assert inputs.shape[-2] % patch == 0 and inputs.shape[-1] % patch == 0
+
+
+@pytest.mark.parametrize(
+    'path',
+    [p for p in CONFIGS if is_full_size(p)],
+    ids=[osp.relpath(p, ROOT) for p in CONFIGS if is_full_size(p)],
+)
+def test_full_size_configs_state_their_total_batch(path):
+    """`tools/train.py --auto-scale-lr` needs auto_scale_lr.base_batch_size: the
+    GPUs x batch per GPU of the config's name, which the loader must match."""
+    gpus, per_gpu = map(int, re.search(r'_(\d+)xb(\d+)-', osp.basename(path)).groups())
+    cfg = Config.fromfile(path)
+    assert cfg.train_dataloader.batch_size == per_gpu
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=gpus * per_gpu)

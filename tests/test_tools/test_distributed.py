@@ -203,9 +203,11 @@ def test_teardown_distributed_destroys_the_group(tmp_path):
 
 
 def test_runner_releases_its_model_for_teardown(tmp_path):
-    """``del runner`` + teardown frees the (DDP-wrapped) model and thereby
-    the process group its reducer holds: nothing outside the runner keeps it
-    (mmengine's global managers, hooks, the message hub)."""
+    """``del runner`` + teardown frees the runner's model, so in a
+    distributed run its DDP wrapper (whose reducer holds the process group)
+    goes too: nothing outside the runner keeps it (mmengine's global
+    managers, hooks, the message hub). Single-process here; the 2-process
+    runs above go through the same code in tools/train.py."""
     import weakref
 
     from acr_plugin.engine.dist_utils import teardown_distributed

@@ -145,7 +145,8 @@ class ToCo(BaseSegmentor):
             ``use_labels`` (True), ``eps`` (1e-5), ``crf`` (None: no CRF;
             a dict of ``acr_plugin.utils.dense_crf`` arguments, ``{}`` for its
             defaults: the decoder's test masks are refined by a dense CRF on
-            ``softmax(seg_logits)``, method.md §3; ``output='seg'`` only).
+            ``softmax(seg_logits)``, whose log marginals replace ``seg_logits``,
+            method.md §3; ``output='seg'`` only).
         data_preprocessor (dict, optional): ``SegDataPreProcessor``.
         init_cfg (dict, optional): Initialisation config.
     """

@@ -5,13 +5,16 @@ ToCo refines its decoder's test predictions with a dense CRF (method.md §3,
 prediction, so :func:`images_at_prediction_size` undoes the padding, flip and
 resize exactly as mmseg's ``BaseSegmentor.postprocess_result`` does for the
 logits; :func:`crf_refine_predictions` then replaces ``seg_logits`` by the
-CRF marginals of ``softmax(seg_logits)`` and ``pred_sem_seg`` by their argmax.
+log of the CRF marginals of ``softmax(seg_logits)`` (so a softmax of the new
+logits, as mmseg's TTA merge takes, gives the marginals back) and
+``pred_sem_seg`` by their argmax.
 """
 
 import inspect
 from typing import List, Optional, Sequence
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
 from mmseg.utils import SampleList
@@ -131,18 +134,19 @@ def crf_refine_predictions(
         crf (dict): Keyword arguments of ``dense_crf``.
 
     Returns:
-        list[SegDataSample]: ``results``, with ``seg_logits`` = marginals
-        ``(C + 1, H, W)`` (each pixel sums to one) and ``pred_sem_seg`` their
-        argmax.
+        list[SegDataSample]: ``results``, with ``seg_logits`` = log marginals
+        ``(C + 1, H, W)`` (``softmax`` of them = the marginals, which sum to
+        one per pixel) and ``pred_sem_seg`` their argmax.
     """
     for sample, img in zip(results, images):
         logits = sample.seg_logits.data
         probs = logits.float().softmax(dim=0)
         marginals = dense_crf(img, probs.cpu().numpy(), **crf)
         marginals = logits.new_tensor(marginals)
+        log_marginals = marginals.clamp(min=torch.finfo(marginals.dtype).tiny).log()
         sample.set_data(
             {
-                'seg_logits': PixelData(data=marginals),
+                'seg_logits': PixelData(data=log_marginals),
                 'pred_sem_seg': PixelData(data=marginals.argmax(dim=0, keepdim=True)),
             }
         )

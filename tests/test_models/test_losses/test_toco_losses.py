@@ -408,7 +408,8 @@ def test_uncertainty_gate_of_the_loss_module():
     logits.requires_grad_(True)
     images = random_images(2, 8, 10, seed=57)
     ignore = torch.zeros(2, 8, 10, dtype=torch.bool)
-    ignore[0, :4] = True
+    ignore[0, :3] = True  # rows 0-2: nearest x0.5 keeps rows 0 and 2
+    ignore[1, :, 5] = True  # an odd column: dropped by the resize
     value = loss(logits, images, ignore=ignore)
     small = F.interpolate(images, size=(4, 5), mode='bilinear', align_corners=False)
     probs = logits.softmax(dim=1)
@@ -419,9 +420,6 @@ def test_uncertainty_gate_of_the_loss_module():
     (grad,) = torch.autograd.grad(value, logits)
     (ref_grad,) = torch.autograd.grad(1e-7 * ref, logits)
     assert_rel(grad, ref_grad, rel=1e-8)
-    # the gate lowers the energy of confident pixels only
-    plain = MODELS.build(dict(type='DenseEnergyLoss', sigma_xy=3.0, loss_weight=1.0))
-    assert value.item() < plain(logits.detach(), images).item()
     with pytest.raises(ValueError, match='gate'):
         MODELS.build(dict(type='DenseEnergyLoss', gate='entropy'))
     with pytest.raises(ValueError, match='ignore'):

@@ -13,8 +13,11 @@ from acr_plugin.models.utils.crf_ops import (
     crf_refine_predictions,
     images_at_prediction_size,
 )
-from acr_plugin.utils import dense_crf
+from acr_plugin.utils import crf_available, dense_crf
 
+needs_crf = pytest.mark.skipif(
+    not crf_available(), reason='pydensecrf2 (requirements/runtime.txt) not built'
+)
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]
 
@@ -62,6 +65,7 @@ def test_images_are_resized_to_the_original_shape():
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
 
+@needs_crf
 def test_refinement_is_dense_crf_of_the_softmax():
     img = _image(18, 22, seed=1)
     torch.manual_seed(0)
@@ -72,9 +76,11 @@ def test_refinement_is_dense_crf_of_the_softmax():
     crf = dict(num_iters=5, bilateral_srgb=10.0)
     (out,) = crf_refine_predictions([sample], [img], crf)
     expected = dense_crf(img, logits.softmax(0).numpy(), **crf)
-    np.testing.assert_allclose(out.seg_logits.data.numpy(), expected, atol=1e-6)
+    # seg_logits are log marginals: exp and softmax both give the marginals
+    got = out.seg_logits.data
+    np.testing.assert_allclose(got.exp().numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(got.softmax(0).numpy(), expected, atol=1e-6)
     assert torch.equal(out.pred_sem_seg.data[0], torch.from_numpy(expected.argmax(0)))
-    torch.testing.assert_close(out.seg_logits.data.sum(0), torch.ones(18, 22))
     # the smoothing changed some labels of the noisy logits
     assert not torch.equal(out.pred_sem_seg.data, logits.argmax(0, keepdim=True))
 
@@ -105,3 +111,32 @@ def test_samples_without_meta_keep_the_input_size():
         _normalised(img)[None], [SegDataSample()], MEAN, STD
     )
     np.testing.assert_array_equal(got, img)
+
+
+@pytest.mark.parametrize('flip', [None, 'horizontal'])
+def test_images_align_with_mmseg_postprocess_result(flip):
+    """The image goes through mmseg's own postprocess_result as if it were
+    3-channel logits (padding removed, flip undone, resized to ori_shape):
+    images_at_prediction_size must give the same pixels."""
+    from types import SimpleNamespace
+
+    from mmseg.models.segmentors.base import BaseSegmentor
+
+    from acr_plugin.models.utils.image_augment import denormalize
+
+    img = _image(15, 21, seed=3)
+    x = _normalised(img)
+    if flip:
+        x = x.flip(-1)
+    batch = torch.zeros(1, 3, 16, 24)
+    batch[0, :, 1:16, 2:23] = x  # padding on every side
+    meta = dict(ori_shape=(30, 35), img_shape=(15, 21), padding_size=(2, 1, 1, 0))
+    if flip:
+        meta.update(flip=True, flip_direction=flip)
+    rgb = denormalize(batch, MEAN, STD) * 255.0
+    (mmseg_out,) = BaseSegmentor.postprocess_result(
+        SimpleNamespace(align_corners=False), rgb, [SegDataSample(metainfo=meta)]
+    )
+    expected = mmseg_out.seg_logits.data.round().clamp(0, 255).byte()
+    (got,) = images_at_prediction_size(batch, [SegDataSample(metainfo=meta)], MEAN, STD)
+    np.testing.assert_array_equal(got, expected.permute(1, 2, 0).numpy())
