@@ -1,25 +1,16 @@
-# ACR on ToCo (VOC), by config inheritance alone: configs/toco/toco_deit-b16_2xb2-20k_voc12aug-448x448.py
-# wrapped unchanged; flip view; class-row + affinity terms over all 12 layers,
-# L1, alpha = 125 (ACR's VOC value); CAM-activation term |CAM1 - flip(CAM2)| on
-# ToCo's patch CAM with cam_weight 0.008 (effective weight alpha x 0.008 = 1.0).
-# Prediction stays ToCo's (decoder + CAMs): the class-token-gradient head does
-# not apply, ToCo's logits come from the patch tokens, not the class token.
+# ACR on ToCo with DeiT-B/16 (VOC), by config inheritance alone: the ViT-B/16
+# ACR config (flip view, class-row + affinity terms over all 12 layers, L1,
+# alpha 125, CAM-activation term with alpha x cam_weight = 1) with the wrapped
+# ToCo switched to DeiT-B/16 exactly as configs/toco/toco_deit-b16_2xb2-20k_voc12aug-448x448.py
+# does, i.e. that file's model wrapped unchanged (a test checks it).
 #   bash tools/dist_train.sh configs/acr/acr_toco_deit-b16_2xb2-20k_voc12aug-448x448.py 2
-_base_ = ['../toco/toco_deit-b16_2xb2-20k_voc12aug-448x448.py']
-
+_base_ = ['./acr_toco_vit-b16_2xb2-20k_voc12aug-448x448.py']
 model = dict(
-    _delete_=True,
-    type='ACRSegmentor',
-    model={{_base_.model}},
-    acr_loss=dict(
-        type='AllPairsConsistencyLoss',
-        loss_weight=125.0,
-        num_prefix_tokens=1,
-        distance='l1',
-        cls_weight=1.0,
-        aff_weight=1.0,
-        cam_weight=0.008,
+    model=dict(
+        backbone=dict(
+            model_name='deit_base_patch16_224',
+            init_cfg=dict(type='Pretrained',
+                          checkpoint='checkpoints/deit_base_patch16_224.pth'),
+        ),
     ),
-    view=dict(type='flip'),
-    capture=dict(layers=None),
 )

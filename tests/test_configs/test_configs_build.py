@@ -105,3 +105,24 @@ def test_full_size_configs_state_their_total_batch(path):
     cfg = Config.fromfile(path)
     assert cfg.train_dataloader.batch_size == per_gpu
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=gpus * per_gpu)
+
+
+ACR_CONFIGS = [p for p in CONFIGS if osp.basename(osp.dirname(p)) == 'acr']
+
+
+@pytest.mark.parametrize(
+    'path', ACR_CONFIGS, ids=[osp.relpath(p, ROOT) for p in ACR_CONFIGS]
+)
+def test_acr_config_wraps_its_baseline_unchanged(path):
+    """ACR is adopted by config inheritance alone: acr[-variant]_<name>.py
+    wraps configs/*/<name>.py's model exactly and changes nothing else."""
+    name = osp.basename(path).split('_', 1)[1]
+    (baseline,) = [
+        p for p in CONFIGS if osp.basename(p) == name and p not in ACR_CONFIGS
+    ]
+    acr, base = Config.fromfile(path).to_dict(), Config.fromfile(baseline).to_dict()
+    assert acr['model']['type'] == 'ACRSegmentor'
+    assert acr['model']['model'] == base['model']
+    for key in set(acr) | set(base):
+        if key not in ('model', '_base_'):
+            assert acr.get(key) == base.get(key), key
