@@ -3,9 +3,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 from torch import nn
 
 from acr_plugin.models.backbones import TimmViT
@@ -16,6 +14,7 @@ from acr_plugin.models.heads import (
 )
 from acr_plugin.models.heads import cls_token_grad_cam_head as head_module
 from acr_plugin.models.utils import AttentionCapture
+from tests.samples import make_samples
 
 VARIANTS = ('grad', 'cam_grad', 'grad_s', 'cam_grad_s')
 TIMM_VIT = dict(
@@ -45,17 +44,6 @@ def build_vit_cam(backbone=TIMM_VIT, seed=0, **kwargs):
     cfg = dict(type='ViTCAM', num_classes=4, backbone=backbone)
     cfg.update(kwargs)
     return MODELS.build(cfg)
-
-
-def make_samples(labels, size):
-    samples = []
-    for row in labels:
-        sample = SegDataSample()
-        sample.img_labels = torch.tensor(row, dtype=torch.float)
-        sample.set_metainfo(dict(img_shape=size, ori_shape=size))
-        sample.gt_sem_seg = PixelData(data=torch.zeros(1, *size, dtype=torch.long))
-        samples.append(sample)
-    return samples
 
 
 # --------------------------------------------------------------- reference

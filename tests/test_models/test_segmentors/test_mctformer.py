@@ -1,11 +1,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
 
 from acr_plugin.models.utils import AttentionCapture
+from tests.samples import make_samples
 
 NUM_FG = 3
 BACKBONE = dict(
@@ -37,17 +36,6 @@ def build_model(seed=0, distinct_tokens=True, **kwargs):
             for block in model.backbone.blocks:  # peaky, not uniform, attention
                 block.attn.qkv.weight.mul_(4.0)
     return model
-
-
-def make_samples(labels, size=(32, 32)):
-    samples = []
-    for row in labels:
-        sample = SegDataSample()
-        sample.img_labels = torch.tensor(row, dtype=torch.float)
-        sample.set_metainfo(dict(img_shape=size, ori_shape=size))
-        sample.gt_sem_seg = PixelData(data=torch.zeros(1, *size, dtype=torch.long))
-        samples.append(sample)
-    return samples
 
 
 def mlsm(logits, labels):

@@ -1,8 +1,9 @@
 import pytest
 import torch
-from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+
+from tests.samples import make_samples
 
 MMSEG_VIT = dict(
     type='VisionTransformer',
@@ -33,17 +34,6 @@ def build_model(**kwargs):
     model = MODELS.build(cfg)
     model.init_weights()
     return model
-
-
-def make_samples(labels, size=(32, 32)):
-    samples = []
-    for row in labels:
-        sample = SegDataSample()
-        sample.img_labels = torch.tensor(row, dtype=torch.float)
-        sample.set_metainfo(dict(img_shape=size, ori_shape=size))
-        sample.gt_sem_seg = PixelData(data=torch.zeros(1, *size, dtype=torch.long))
-        samples.append(sample)
-    return samples
 
 
 def test_loss_keys_and_gradients():
