@@ -53,6 +53,15 @@ def samples(labels, size=(32, 32)):
     return out
 
 
+def record_seg_pseudo_labels(toco) -> list:
+    """Make ``toco`` append the decoder's pseudo labels of every seg-loss
+    call to the returned list."""
+    captured = []
+    original = toco._seg_loss
+    toco._seg_loss = lambda s, p: captured.append(p) or original(s, p)
+    return captured
+
+
 LABELS = [[1, 0, 0, 1, 0, 0], [0, 1, 0, 0, 0, 0]]
 needs_crf = pytest.mark.skipif(
     not crf_available(), reason='pydensecrf2 (requirements/runtime.txt) not built'
@@ -161,9 +170,7 @@ def test_pseudo_labels_follow_the_configured_cam():
 def test_padding_is_ignored_by_the_pseudo_labels():
     model = build()
     model.set_train_phase(loss_weights=dict(loss_seg=0.1, loss_reg=0.0))
-    captured = []
-    original = model._seg_loss
-    model._seg_loss = lambda s, p: captured.append(p) or original(s, p)
+    captured = record_seg_pseudo_labels(model)
     data = samples(LABELS)
     data[0].set_metainfo(dict(img_shape=(24, 16)))
     model.loss(torch.randn(2, 3, 32, 32), data)
@@ -180,9 +187,8 @@ def test_dense_energy_gets_the_pseudo_label_ignore_band():
     model = MODELS.build(cfg)
     model.init_weights()
     model.set_train_phase(loss_weights=dict(loss_seg=0.1, loss_reg=0.05))
-    pseudo_seen, reg_calls = [], []
-    seg_loss, reg_forward = model._seg_loss, model.loss_reg.forward
-    model._seg_loss = lambda s, p: pseudo_seen.append(p) or seg_loss(s, p)
+    pseudo_seen, reg_calls = record_seg_pseudo_labels(model), []
+    reg_forward = model.loss_reg.forward
 
     def reg_spy(seg_logits, images, roi=None, ignore=None):
         reg_calls.append((roi, ignore))
@@ -337,9 +343,7 @@ def test_acr_second_view_moves_the_padding_mask_with_the_flip():
     model.init_weights()
     toco = model.model
     toco.set_train_phase(loss_weights=dict(loss_seg=0.1, loss_reg=0.0))
-    captured = []
-    original = toco._seg_loss
-    toco._seg_loss = lambda s, p: captured.append(p) or original(s, p)
+    captured = record_seg_pseudo_labels(toco)
     data = samples(LABELS)
     data[0].set_metainfo(dict(img_shape=(24, 16)))
     model.loss(torch.randn(2, 3, 32, 32), data)
