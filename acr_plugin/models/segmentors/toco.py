@@ -388,6 +388,12 @@ class ToCo(BaseSegmentor):
             cams, aux_cams = cams * mask, aux_cams * mask
         valid = valid_masks(data_samples, inputs.shape[-2:], inputs.device)
         zero = outputs['logits'].sum() * 0.0
+        ctc_on = self.ctc_head is not None and self._weight(self.loss_ctc) > 0
+        reg_on = self._weight(self.loss_reg) > 0
+        # un-normalised [0, 1] images: CTC's views and the dense energy share them
+        images01 = None
+        if ctc_on or reg_on:
+            images01 = denormalize(inputs, self.img_mean, self.img_std)
 
         if self.loss_ptc is not None:
             if self._weight(self.loss_ptc) > 0:
@@ -405,15 +411,14 @@ class ToCo(BaseSegmentor):
                 losses[self.loss_ptc.loss_name] = zero
 
         if self.ctc_head is not None:
-            if self._weight(self.loss_ctc) > 0:
+            if ctc_on:
                 losses[self.loss_ctc.loss_name] = self._ctc_loss(
-                    inputs, outputs['prefix'], aux_cams
+                    inputs, images01, outputs['prefix'], aux_cams
                 )
             else:
                 losses[self.loss_ctc.loss_name] = zero
 
         seg_on = any(m.loss_weight > 0 for m in self._decode_losses())
-        reg_on = self._weight(self.loss_reg) > 0
         if seg_on or reg_on:
             seg_logits = self.decode_head([outputs['patch_map']])
         pseudo = None
@@ -437,7 +442,7 @@ class ToCo(BaseSegmentor):
                 losses[name] = zero
         if self.loss_reg is not None:
             if reg_on:
-                images = denormalize(inputs, self.img_mean, self.img_std) * 255.0
+                images = images01 * 255.0
                 # the ignore band of the pseudo labels (gate='uncertainty')
                 ignore = None if pseudo is None else pseudo == cfg['ignore_index']
                 losses[self.loss_reg.loss_name] = self.loss_reg(
@@ -467,12 +472,12 @@ class ToCo(BaseSegmentor):
         }
 
     def _ctc_loss(
-        self, inputs: Tensor, main_prefix: Tensor, aux_cams: Tensor
+        self, inputs: Tensor, images: Tensor, main_prefix: Tensor, aux_cams: Tensor
     ) -> Tensor:
         """Class-token contrast: EMA-teacher outputs of the 2 global views vs
-        student outputs of the local crops centred on uncertain regions."""
+        student outputs of the local crops centred on uncertain regions
+        (``images``: ``inputs`` un-normalised to [0, 1])."""
         cfg = self.ctc_cfg
-        images = denormalize(inputs, self.img_mean, self.img_std).clamp(0, 1)
         batch, size = inputs.shape[0], inputs.shape[-2]
         global2 = normalize(ctc_global_view(images, size), self.img_mean, self.img_std)
         with torch.no_grad():  # only the EMA teacher reads the second global view
