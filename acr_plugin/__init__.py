@@ -6,10 +6,16 @@ config only needs::
     custom_imports = dict(imports=['acr_plugin'], allow_failed_imports=False)
 """
 
-from . import datasets, engine, evaluation, models  # noqa: F401 (registration)
-from .version import __version__
+# the host libraries first, without their start-up noise (OneDL, mmcv-lite)
+from .utils.host_messages import import_host_modules
+
+import_host_modules()
 
 # isort: split
-from . import apis  # noqa: F401 (pseudo labels, dense CRF)
+from . import datasets, engine, evaluation, models  # noqa: E402, F401 (registration)
+from .version import __version__  # noqa: E402
+
+# isort: split
+from . import apis  # noqa: E402, F401 (pseudo labels, dense CRF)
 
 __all__ = ['__version__']

@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
+# GPUS processes per node (torch.distributed.run); on CPU-only machines the
+# gloo backend is used (env_cfg.dist_cfg.backend).
+# Environment: PYTHON (interpreter; default: this repository's .venv/bin/python
+# when it exists, else `python` from PATH), NNODES, NODE_RANK, PORT,
+# MASTER_ADDR (torch.distributed.run's multi-node settings).
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
@@ -8,7 +13,13 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 DIR="$(cd "$(dirname "$0")" && pwd)"
-PYTHON=${PYTHON:-python}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$DIR/../.venv/bin/python" ]; then
+        PYTHON="$DIR/../.venv/bin/python"
+    else
+        PYTHON=python
+    fi
+fi
 
 PYTHONPATH="$DIR/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.run \

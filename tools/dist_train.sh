@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_train.sh CONFIG GPUS [train.py args...]
-# On CPU-only machines the gloo backend is used (env_cfg.dist_cfg.backend).
+# GPUS processes per node (torch.distributed.run); on CPU-only machines the
+# gloo backend is used (env_cfg.dist_cfg.backend).
+# Environment: PYTHON (interpreter; default: this repository's .venv/bin/python
+# when it exists, else `python` from PATH), NNODES, NODE_RANK, PORT,
+# MASTER_ADDR (torch.distributed.run's multi-node settings).
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
@@ -8,7 +12,13 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 DIR="$(cd "$(dirname "$0")" && pwd)"
-PYTHON=${PYTHON:-python}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$DIR/../.venv/bin/python" ]; then
+        PYTHON="$DIR/../.venv/bin/python"
+    else
+        PYTHON=python
+    fi
+fi
 
 PYTHONPATH="$DIR/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.run \

@@ -1,27 +1,34 @@
 """Write pseudo labels (palette PNGs) of a trained WSSS model for a data split.
 
+By default the *training* images are labelled (``train_dataloader``'s dataset
+with ``test_dataloader``'s deterministic pipeline: no random crop or flip,
+original size): the second stage trains on them. ``--split val|test`` labels
+those splits instead (with their own pipelines); ``--split-cfg-key`` takes any
+dataloader key of the config.
+
 Examples::
 
     # synthetic train split, threshold from a sweep on the synthetic val split
     python tools/generate_pseudo_labels.py CONFIG CKPT --out-dir work_dirs/pl \\
-        --split-cfg-key train_dataloader --pipeline-cfg-key test_dataloader \\
         --bg-thr auto --thr-split-cfg-key val_dataloader
 
-    # VOC train_aug (10,582 images, evaluated against SBD/VOC masks), 4 GPUs
+    # VOC train_aug (10,582 images, evaluated against SBD/VOC masks), 4 GPUs,
+    # threshold from the sweep on VOC train (1,464 images)
     python -m torch.distributed.run --nproc_per_node 4 \\
         tools/generate_pseudo_labels.py CONFIG CKPT --launcher pytorch \\
-        --out-dir data/VOCdevkit/VOC2012/PseudoLabels --bg-thr 0.45 --crf \\
-        --split-cfg-key train_dataloader --pipeline-cfg-key test_dataloader
+        --out-dir data/VOCdevkit/VOC2012/PseudoLabels --crf \\
+        --bg-thr auto --thr-split-cfg-key train_cam_dataloader
 
 ``--bg-thr auto`` runs a ``CAMMetric`` sweep first and needs pixel labels in
-the sweep split (a test pipeline that keeps ``gt_sem_seg``). The pseudo-label
-mIoU (mmseg's ``IoUMetric``) is printed when the labelled split has ground
-truth. Existing files are skipped, so an interrupted run resumes.
+the sweep split (a test pipeline that keeps ``gt_sem_seg``); a best threshold
+at the edge of the sweep is logged as a warning. The pseudo-label mIoU
+(mmseg's ``IoUMetric``) is printed when the labelled split has ground truth.
+Existing files are skipped, so an interrupted run resumes.
 """
 
 import argparse
 import os
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 from mmengine.config import Config, DictAction
 from mmengine.dist import get_dist_info, init_dist, is_distributed
@@ -35,6 +42,9 @@ from acr_plugin.apis import (
 from acr_plugin.engine.dist_utils import setup_cpu_distributed, teardown_distributed
 from acr_plugin.utils import crf_available
 from acr_plugin.utils.dense_crf import CRF_INSTALL_HINT
+
+#: ``--split`` values: the config's ``<split>_dataloader``
+SPLITS = ('train', 'val', 'test')
 
 
 def parse_bg_thr(value: str) -> Union[str, float]:
@@ -51,38 +61,52 @@ def parse_bg_thr(value: str) -> Union[str, float]:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Generate WSSS pseudo labels')
+    parser = argparse.ArgumentParser(
+        description='Generate WSSS pseudo labels. By default the training '
+        "images are labelled (train_dataloader's dataset with "
+        "test_dataloader's deterministic pipeline): the second stage's "
+        'training set.'
+    )
     parser.add_argument('config', help='config file of the WSSS model')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out-dir', required=True, help='folder of the PNGs')
     parser.add_argument(
+        '--split',
+        choices=SPLITS,
+        help='images to label: train (default; the training images, with '
+        "test_dataloader's pipeline), val or test (the evaluation images of "
+        'val_dataloader / test_dataloader, their own pipelines)',
+    )
+    parser.add_argument(
         '--split-cfg-key',
-        default='test_dataloader',
-        help='dataloader config key whose dataset is labelled',
+        help='any dataloader config key whose dataset is labelled, instead of '
+        '--split (e.g. train_cam_dataloader)',
     )
     parser.add_argument(
         '--pipeline-cfg-key',
         help='dataloader config key whose dataset.pipeline replaces the '
-        "split's (e.g. test_dataloader to label the training images without "
-        'augmentation)',
+        "split's. Default: test_dataloader for train_dataloader (whose own "
+        "pipeline augments at random), else the split's own",
     )
     parser.add_argument(
         '--bg-thr',
         type=parse_bg_thr,
         help='background threshold, or "auto" for the best one of a CAMMetric '
-        "sweep (needs pixel labels). Default: the model's test_cfg.bg_thr",
+        'sweep (needs pixel labels; a best value at the edge of the sweep is '
+        "warned about). Default: the model's test_cfg.bg_thr",
     )
     parser.add_argument(
         '--thr-split-cfg-key',
         help='dataloader config key of the --bg-thr auto sweep (a split with '
-        'ground truth and a test pipeline). Default: the labelled split',
+        'ground truth and a test pipeline, its own pipeline). Default: the '
+        'labelled split and pipeline',
     )
     parser.add_argument('--crf', action='store_true', help='refine with dense CRF')
     parser.add_argument(
         '--crf-alpha',
         type=float,
         help='dense CRF background score (1 - max_c cam_c) ** alpha '
-        '(method.md: 1 or 12); default: the background threshold plane',
+        '(the ACR release: 1 or 12); default: the background threshold plane',
     )
     parser.add_argument(
         '--batch-size',
@@ -105,7 +129,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     if args.crf_alpha is not None and not args.crf:
         parser.error('--crf-alpha needs --crf')
+    if args.split is not None and args.split_cfg_key is not None:
+        parser.error('give --split or --split-cfg-key, not both')
     return args
+
+
+def resolve_split(args: argparse.Namespace) -> Tuple[str, Optional[str]]:
+    """The dataloader keys of the labelled dataset and of its pipeline.
+
+    ``--split train`` (the default) is ``train_dataloader``'s dataset with
+    ``test_dataloader``'s pipeline: the training images without random
+    augmentation, at their original size, which is what the second stage
+    trains on. ``val`` / ``test`` keep their loaders' own (test) pipelines.
+
+    Returns:
+        tuple[str, str | None]: ``split_key`` and ``pipeline_key`` (None: the
+        split's own pipeline).
+    """
+    split_key = args.split_cfg_key or f'{args.split or "train"}_dataloader'
+    pipeline_key = args.pipeline_cfg_key
+    if pipeline_key is None and split_key == 'train_dataloader':
+        pipeline_key = 'test_dataloader'
+    return split_key, pipeline_key
 
 
 def init_distributed(cfg: Config) -> None:
@@ -133,14 +178,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
         init_distributed(cfg)
 
     model = build_model(cfg, args.checkpoint)
-    loader_key = args.pipeline_cfg_key or args.split_cfg_key
+    split_key, pipeline_key = resolve_split(args)
+    loader_key = pipeline_key or split_key
     batch_size = args.batch_size or cfg[loader_key].get('batch_size', 1)
     progress = not args.no_progress
 
     bg_thr = args.bg_thr
     if bg_thr == 'auto':
-        thr_key = args.thr_split_cfg_key or args.split_cfg_key
-        thr_pipeline = None if args.thr_split_cfg_key else args.pipeline_cfg_key
+        thr_key = args.thr_split_cfg_key or split_key
+        thr_pipeline = None if args.thr_split_cfg_key else pipeline_key
         thr_dataset = build_split_dataset(cfg, thr_key, thr_pipeline)
         bg_thr, cam_metrics = search_bg_threshold(
             model,
@@ -156,7 +202,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
                 f'{len(thr_dataset)} images)'
             )
 
-    dataset = build_split_dataset(cfg, args.split_cfg_key, args.pipeline_cfg_key)
+    dataset = build_split_dataset(cfg, split_key, pipeline_key)
     crf = None
     if args.crf:
         crf = dict(num_iters=10)
@@ -174,10 +220,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
     )
     if get_dist_info()[0] == 0:
         thr = 'model default' if bg_thr is None else f'{bg_thr:.2f}'
+        pipeline = f', {pipeline_key} pipeline' if pipeline_key else ''
         print(
-            f'pseudo labels: {result["num_samples"]} images in {args.out_dir} '
-            f'(bg_thr {thr}, crf {"on" if args.crf else "off"}; rank 0 wrote '
-            f'{result["written"]}, skipped {result["skipped"]})'
+            f'pseudo labels: {result["num_samples"]} images of {split_key}'
+            f'{pipeline} in {args.out_dir} (bg_thr {thr}, crf '
+            f'{"on" if args.crf else "off"}; rank 0 wrote {result["written"]}, '
+            f'skipped {result["skipped"]})'
         )
         if result['metrics'] is not None:
             print(f'pseudo-label mIoU: {float(result["metrics"]["mIoU"]):.2f}')

@@ -6,9 +6,10 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
-from mmseg.registry import RUNNERS
+from mmseg.registry import METRICS, RUNNERS
 
 from acr_plugin.engine.dist_utils import setup_cpu_distributed, teardown_distributed
+from acr_plugin.evaluation.wsss_metric import takes_output_args
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,7 +31,7 @@ def parse_args() -> argparse.Namespace:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override config keys, e.g. test_evaluator.bg_thr=0.4',
+        help='override config keys, e.g. test_evaluator.sub_metrics.1.bg_thr=0.4',
     )
     parser.add_argument(
         '--launcher',
@@ -55,12 +56,36 @@ def enable_visualisation(cfg: Config, args: argparse.Namespace) -> None:
         )
     hook = hooks['visualization']
     hook['draw'] = True
+    if 'CAMVisualizationHook' in str(hook.get('type')):
+        # one picture per test image unless the config limits them
+        hook.setdefault('interval', 1)
+        hook.setdefault('max_images', None)
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
     if args.show_dir:
         vis = cfg.visualizer
         vis['save_dir'] = args.show_dir
+
+
+def set_output_dir(cfg: Config, out: str) -> None:
+    """Make the test evaluator write prediction PNGs to ``out`` (``--out``).
+
+    As mmseg's tool for one evaluator dict (``IoUMetric``, ``WSSSMetric``);
+    in a list of evaluators only those that write predictions get it.
+    """
+    evaluators = cfg.test_evaluator
+    if not isinstance(evaluators, (list, tuple)):
+        evaluators = [evaluators]
+    evaluators = [e for e in evaluators if takes_output_args(METRICS.get(e['type']))]
+    if not evaluators:
+        raise ValueError(
+            '--out needs a test_evaluator that writes predictions '
+            '(IoUMetric or WSSSMetric)'
+        )
+    for evaluator in evaluators:
+        evaluator['output_dir'] = out
+        evaluator['keep_results'] = True
 
 
 def main() -> None:
@@ -83,12 +108,7 @@ def main() -> None:
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if args.out is not None:
-        evaluators = cfg.test_evaluator
-        if not isinstance(evaluators, (list, tuple)):
-            evaluators = [evaluators]
-        for evaluator in evaluators:
-            evaluator['output_dir'] = args.out
-            evaluator['keep_results'] = True
+        set_output_dir(cfg, args.out)
 
     # CPU-only machines: gloo process group, DDP without device_ids
     setup_cpu_distributed(cfg)

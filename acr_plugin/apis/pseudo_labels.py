@@ -20,6 +20,7 @@ Call graph::
 
     build_model(cfg, ckpt) / build_split_dataset(cfg, key)
     search_bg_threshold(model, dataset)   -> CAMMetric sweep -> best_thr
+      '- sweep_edge_warning()            (best_thr at the sweep's edge)
     generate_pseudo_labels(model, dataset, out_dir, bg_thr, crf)
       |- model.test_step(missing samples) -> labels_from_seg_logits()
       |    '- crf_refine_labels()  (optional)
@@ -196,8 +197,8 @@ def crf_scores(
         bg_thr (float, optional): Constant background score. Defaults to None
             (channel 0 as predicted).
         alpha (float, optional): If given, the background score is
-            ``(1 - max_c M_c) ** alpha`` instead (method.md §2; ``bg_thr`` is
-            then unused). Defaults to None.
+            ``(1 - max_c M_c) ** alpha`` instead (Sun et al., arXiv
+            2308.04321; ``bg_thr`` is then unused). Defaults to None.
 
     Returns:
         np.ndarray: float32 ``(C + 1, H, W)``.
@@ -354,6 +355,48 @@ def build_split_dataset(
 
 
 # ------------------------------------------------------------------ threshold
+def sweep_edge_warning(best_thr: float, thresholds: Sequence[float]) -> Optional[str]:
+    """The warning for a best threshold at the edge of its sweep, else None.
+
+    A best threshold at the lowest sweep value means the CAMs score best with
+    (almost) no background: pseudo labels at it give nearly every pixel a
+    class, the sign of CAMs that light up small object parts only (a weak or
+    little-trained model). At the highest value (almost) everything is
+    background: the CAMs hardly separate objects from background. Either way
+    a better value may lie outside the sweep.
+
+    Args:
+        best_thr (float): The chosen threshold.
+        thresholds (Sequence[float]): The sweep grid.
+
+    Returns:
+        str | None: The message, or None inside the sweep.
+    """
+    grid = [float(t) for t in thresholds]
+    low, high = min(grid), max(grid)
+    tol = 1e-4  # CAMMetric rounds best_thr to 4 decimals
+    sweep = f'sweep {low:.2f}..{high:.2f}'
+    if abs(best_thr - low) <= tol:
+        return (
+            f'background threshold {best_thr:.2f} is the lowest value of the '
+            f'{sweep}: the CAMs score best with (almost) no background, so '
+            'nearly every pixel of an image gets one of its classes. This is '
+            'typical of a weak or little-trained model whose CAMs cover small '
+            'object parts only; check the CAMs (tools/test.py --show-dir) or '
+            'give --bg-thr a number.'
+        )
+    if abs(best_thr - high) <= tol:
+        return (
+            f'background threshold {best_thr:.2f} is the highest value of the '
+            f'{sweep}: the CAMs score best with (almost) everything background, '
+            'so the pseudo labels will be nearly all background. The CAMs '
+            'hardly separate objects from background (an untrained model, '
+            'wrong image labels?); check them (tools/test.py --show-dir) or '
+            'give --bg-thr a number.'
+        )
+    return None
+
+
 def search_bg_threshold(
     model: nn.Module,
     dataset: Dataset,
@@ -381,7 +424,9 @@ def search_bg_threshold(
         progress (bool): Show a progress bar on rank 0. Defaults to True.
 
     Returns:
-        tuple[float, dict]: ``best_thr`` and all ``CAMMetric`` metrics.
+        tuple[float, dict]: ``best_thr`` and all ``CAMMetric`` metrics. A
+        ``best_thr`` at the lowest or highest sweep value is logged as a
+        warning (:func:`sweep_edge_warning`).
     """
     rank, world_size = get_dist_info()
     metric = CAMMetric(thresholds=thresholds)
@@ -402,7 +447,11 @@ def search_bg_threshold(
                 bar.update(len(data['data_samples']))
     _finish_progress(bar)
     metrics = metric.evaluate(len(dataset))
-    return float(metrics['best_thr']), metrics
+    best_thr = float(metrics['best_thr'])
+    warning = sweep_edge_warning(best_thr, metric.thresholds.tolist())
+    if warning is not None:
+        print_log(warning, logger='current', level=logging.WARNING)
+    return best_thr, metrics
 
 
 # ------------------------------------------------------------------ generation

@@ -14,10 +14,12 @@ from .functional import (
     threshold_bins,
 )
 from .multilabel_f1_metric import MultiLabelF1Metric
+from .wsss_metric import WSSSMetric
 
 __all__ = [
     'CAMMetric',
     'MultiLabelF1Metric',
+    'WSSSMetric',
     'confusion_from_sweep',
     'default_thresholds',
     'foreground_max',

@@ -2,7 +2,7 @@
 
 The mean-field inference is Krähenbühl & Koltun's dense CRF through the
 ``pydensecrf2`` package (PyPI, MIT; import name ``pydensecrf``). Defaults are
-the ACR pseudo-label parameters (``docs/method.md`` §2): a Gaussian kernel
+the ACR pseudo-label parameters (Sun et al., arXiv 2308.04321): a Gaussian kernel
 (``sxy`` 3, compatibility 3), a bilateral kernel (``sxy`` 80, ``srgb`` 13,
 compatibility 10) and 10 iterations; the background score of CAMs is
 ``(1 - max_c M_c) ** alpha``.

@@ -1,5 +1,5 @@
 # ACR on MCTformer-V2, MS COCO 2014: as the VOC config with alpha = 100
-# (method.md §2) and 80 class tokens (num_prefix_tokens=80); MCTformer's own
+# (Sun et al., arXiv 2308.04321) and 80 class tokens (num_prefix_tokens=80); MCTformer's own
 # localisation (see the VOC config for the gradient-head alternative).
 _base_ = ['../mctformer/mctformer-v2_deit-s16_4xb16-60e_coco14-224x224.py']
 

@@ -1,4 +1,4 @@
-# ACR (method.md §2) on MCTformer-V2, PASCAL VOC 2012, by config inheritance:
+# ACR (Sun et al., arXiv 2308.04321) on MCTformer-V2, PASCAL VOC 2012, by config inheritance:
 # the MCTformer config is wrapped unchanged; second view = horizontal flip;
 # L = MLSM terms of MCTformer on both views + alpha * (L_cls_attn + L_aff),
 # alpha = 125, L1, all 12 blocks, heads averaged. With 20 class tokens the

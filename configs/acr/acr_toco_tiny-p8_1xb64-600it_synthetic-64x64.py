@@ -2,7 +2,7 @@
 # config is wrapped unchanged (its own losses run on both views, CTC crops and
 # pseudo labels included); flip view; class-row + affinity terms over all
 # layers (ToCo keeps its class token: CTC trains it) plus the CAM-activation
-# term on ToCo's patch CAM, |CAM1 - flip(CAM2)| (method.md §2: the natural
+# term on ToCo's patch CAM, |CAM1 - flip(CAM2)| (Sun et al., arXiv 2308.04321; our reading: the natural
 # analogue for a patch-CAM model). alpha = 10 as the synthetic ViT-CAM ACR;
 # cam_weight 0.1 makes the CAM term's effective weight 1.0 (alpha multiplies
 # every term). Prediction: ToCo's own decoder and CAMs - the class-token-

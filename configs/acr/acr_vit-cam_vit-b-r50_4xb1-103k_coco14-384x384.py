@@ -1,5 +1,5 @@
 # ACR on the official host, MS COCO 2014: as the VOC config with alpha = 100
-# (method.md §2) and the COCO ViT-CAM baseline (5 epochs).
+# (Sun et al., arXiv 2308.04321) and the COCO ViT-CAM baseline (5 epochs).
 _base_ = ['../vit_cam/vit-cam_vit-b-r50_4xb1-103k_coco14-384x384.py']
 
 model = dict(

@@ -56,11 +56,11 @@ param_scheduler = [
     ),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-val_evaluator = [
+val_evaluator = dict(type='WSSSMetric', sub_metrics=[
     dict(type='IoUMetric', iou_metrics=['mIoU']),
     dict(type='CAMMetric'),
     dict(type='MultiLabelF1Metric'),
-]
+])
 test_evaluator = val_evaluator
 env_cfg = dict(dist_cfg=dict(backend='nccl'))
 default_hooks = dict(checkpoint=dict(interval=5000, max_keep_ckpts=3))

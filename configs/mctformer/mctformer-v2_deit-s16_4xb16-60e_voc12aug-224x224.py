@@ -1,4 +1,4 @@
-# MCTformer-V2 (Xu et al., CVPR 2022; method.md §4) on PASCAL VOC 2012
+# MCTformer-V2 (Xu et al., CVPR 2022) on PASCAL VOC 2012
 # train_aug: DeiT-S/16 with 20 class tokens, 224 crops, batch 64 (4 GPUs x 16),
 # 60 epochs (9,920 iterations), AdamW lr 6.25e-5, 5 warm-up epochs + cosine,
 # drop path 0.1; DeiT's augmentation: RandomResizedCrop(224, 0.08-1),
@@ -44,11 +44,11 @@ train_pipeline = [
 train_dataloader = dict(batch_size=16, dataset=dict(pipeline=train_pipeline))
 val_dataloader = {{_base_.train_cam_dataloader}}
 test_dataloader = val_dataloader
-val_evaluator = [
+val_evaluator = dict(type='WSSSMetric', sub_metrics=[
     dict(type='IoUMetric', iou_metrics=['mIoU']),
     dict(type='CAMMetric'),
     dict(type='MultiLabelF1Metric'),
-]
+])
 test_evaluator = val_evaluator
 env_cfg = dict(dist_cfg=dict(backend='nccl'))
 default_hooks = dict(checkpoint=dict(interval=1000, max_keep_ckpts=3))

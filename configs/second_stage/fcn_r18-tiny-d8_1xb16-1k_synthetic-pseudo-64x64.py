@@ -128,5 +128,7 @@ test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=max_iters, max_keep_ckpts=1),
-    visualization=dict(type='SegVisualizationHook'),
+    # the synthetic images have no files (mmseg's SegVisualizationHook reads
+    # img_path): draw from the data batch
+    visualization=dict(type='CAMVisualizationHook'),
 )

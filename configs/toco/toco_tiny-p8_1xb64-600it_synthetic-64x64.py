@@ -14,6 +14,16 @@ _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/schedules/synthetic_onecycle_600it.py',
 ]
+# Batch 32, not the other twins' 64. In image-size terms ToCo's VOC batch
+# (4 crops of 448 px = 4 x 28 x 28 = 3136 tokens) lies between 32 and 64 twin
+# images of 8 x 8 tokens (2048 / 4096). Per image ToCo runs the ViT on 15
+# views (the input, 5 more for the flip CAMs at 3 scales, the second global
+# view, 8 local crops) plus PAR and the dense energy, ~7x a ViT-CAM image:
+# at 64 the 600 iterations took 30 min on a quiet CPU core and hours on a
+# shared one; at 32 the whole run takes ~3x the ViT-CAM twin's
+# (benchmarks/toco_twin_speed.py). 32 is also the batch of the synthetic
+# ablation's ToCo runs (benchmarks/synthetic_ablation.py).
+train_dataloader = dict(batch_size=32)
 data_preprocessor = dict(size=None, size_divisor=8, test_cfg=dict(size_divisor=8))
 model = dict(
     data_preprocessor=data_preprocessor,
@@ -32,11 +42,11 @@ model = dict(
     ctc_cfg=dict(local_size=24),
     test_cfg=dict(seg_scales=(1.0,)),
 )
-val_evaluator = [
+val_evaluator = dict(type='WSSSMetric', sub_metrics=[
     dict(type='IoUMetric', iou_metrics=['mIoU']),  # segmentation decoder
     dict(type='CAMMetric', pred_key='cam_seg_logits', prefix='cam',
-         fp_budget=0.10),
-]
+             fp_budget=0.10),
+])
 test_evaluator = val_evaluator
 custom_hooks = [
     dict(type='TrainPhaseHook', phases=[

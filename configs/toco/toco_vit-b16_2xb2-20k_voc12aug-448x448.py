@@ -1,4 +1,4 @@
-# ToCo with ViT-B/16 on PASCAL VOC 2012 train_aug (method.md §3): rescale
+# ToCo with ViT-B/16 on PASCAL VOC 2012 train_aug (Ru et al., CVPR 2023): rescale
 # 0.5-2.0, crop 448, hflip, colour jitter (0.4, 0.4, 0.2, 0.1) p 0.8, grayscale
 # p 0.2, Gaussian blur; batch 4 (2 GPUs x 2), 20k iterations. Seg and dense
 # energy losses are off for the first 2,000 iterations (TrainPhaseHook); the
@@ -29,10 +29,10 @@ train_pipeline = [
     dict(type='PackWSSSInputs', keep_pixel_labels=False),
 ]
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
-val_evaluator = [
+val_evaluator = dict(type='WSSSMetric', sub_metrics=[
     dict(type='IoUMetric', iou_metrics=['mIoU']),  # segmentation decoder
     dict(type='CAMMetric', pred_key='cam_seg_logits', prefix='cam'),
-]
+])
 test_evaluator = val_evaluator
 custom_hooks = [
     dict(type='TrainPhaseHook', phases=[

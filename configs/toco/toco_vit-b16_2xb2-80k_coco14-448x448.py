@@ -1,6 +1,6 @@
-# ToCo with ViT-B/16 on MS COCO 2014 (method.md §3): thresholds bkg 0.45,
+# ToCo with ViT-B/16 on MS COCO 2014 (Ru et al., CVPR 2023): thresholds bkg 0.45,
 # high 0.65, low 0.25; CTC temperature 1.0; 80k iterations; 3-phase schedule:
-# up to 8k no seg / reg loss (method.md: "cls only"; PTC and CTC stay on as in
+# up to 8k no seg / reg loss (the paper: "cls only"; PTC and CTC stay on as in
 # the VOC warm-up), 8k-12k the decoder learns from the aux CAM's pseudo
 # labels, full losses from the final CAM after 12k.
 #   bash tools/dist_train.sh configs/toco/toco_vit-b16_2xb2-80k_coco14-448x448.py 2
@@ -38,10 +38,10 @@ train_pipeline = [
     dict(type='PackWSSSInputs', keep_pixel_labels=False),
 ]
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
-val_evaluator = [
+val_evaluator = dict(type='WSSSMetric', sub_metrics=[
     dict(type='IoUMetric', iou_metrics=['mIoU']),
     dict(type='CAMMetric', pred_key='cam_seg_logits', prefix='cam'),
-]
+])
 test_evaluator = val_evaluator
 custom_hooks = [
     dict(type='TrainPhaseHook', phases=[

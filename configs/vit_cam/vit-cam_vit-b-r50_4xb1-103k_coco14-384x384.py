@@ -17,7 +17,7 @@ train_pipeline = [
     dict(type='RandomResize', scale=[(345, 345), (438, 438)], keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='Pad', size=crop_size, pad_val=0, seg_pad_val=255),
+    dict(type='Pad', size=crop_size, pad_val=dict(img=0, seg=255)),
     dict(type='PackWSSSInputs'),
 ]
 train_dataloader = dict(batch_size=1, dataset=dict(pipeline=train_pipeline))
@@ -26,11 +26,11 @@ param_scheduler = [
          by_epoch=False),
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-val_evaluator = [
+val_evaluator = dict(type='WSSSMetric', sub_metrics=[
     dict(type='IoUMetric', iou_metrics=['mIoU']),
     dict(type='CAMMetric'),
     dict(type='MultiLabelF1Metric'),
-]
+])
 test_evaluator = val_evaluator
 env_cfg = dict(dist_cfg=dict(backend='nccl'))
 default_hooks = dict(checkpoint=dict(interval=5000, max_keep_ckpts=3))

@@ -1,4 +1,4 @@
-# ViT-CAM, the official ACR host, on PASCAL VOC 2012 train_aug (method.md §2):
+# ViT-CAM, the official ACR host, on PASCAL VOC 2012 train_aug (Sun et al., arXiv 2308.04321):
 # long-side resize U[345, 438], hflip 0.5, random crop 384 (zero pad), batch 4
 # (4 GPUs x 1), 10 epochs (26,450 iterations), SGD poly lr 0.05, FP32.
 # Validation/test = CAM quality on VOC train (1,464 images, pixel labels kept):
@@ -19,17 +19,17 @@ train_pipeline = [
     dict(type='RandomResize', scale=[(345, 345), (438, 438)], keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomCrop', crop_size=crop_size),
-    dict(type='Pad', size=crop_size, pad_val=0, seg_pad_val=255),
+    dict(type='Pad', size=crop_size, pad_val=dict(img=0, seg=255)),
     dict(type='PackWSSSInputs'),
 ]
 train_dataloader = dict(batch_size=1, dataset=dict(pipeline=train_pipeline))
 val_dataloader = {{_base_.train_cam_dataloader}}
 test_dataloader = val_dataloader
-val_evaluator = [
+val_evaluator = dict(type='WSSSMetric', sub_metrics=[
     dict(type='IoUMetric', iou_metrics=['mIoU']),
     dict(type='CAMMetric'),
     dict(type='MultiLabelF1Metric'),
-]
+])
 test_evaluator = val_evaluator
 env_cfg = dict(dist_cfg=dict(backend='nccl'))
 default_hooks = dict(checkpoint=dict(interval=2000, max_keep_ckpts=3))

@@ -318,8 +318,8 @@ def test_cli_auto_threshold_and_printed_miou(setup, tmp_path, capsys):
     _, model, ckpt, dataset = setup
     out_dir = str(tmp_path / 'labels')
     result = _tool().main(
-        [ACR, ckpt, '--out-dir', out_dir, '--bg-thr', 'auto', '--cfg-options']
-        + _cli_opts()
+        [ACR, ckpt, '--out-dir', out_dir, '--split', 'test', '--bg-thr', 'auto']
+        + ['--cfg-options', *_cli_opts()]
     )
     printed = capsys.readouterr().out
     thr, _ = search_bg_threshold(model, dataset, progress=False)
@@ -332,6 +332,126 @@ def test_cli_auto_threshold_and_printed_miou(setup, tmp_path, capsys):
         np.testing.assert_array_equal(
             read_label_png(osp.join(out_dir, name + '.png')), label
         )
+
+
+def _train_opts(num):
+    return [
+        f'train_dataloader.dataset.num_samples={num}',
+        'train_dataloader.dataset.img_size=32',
+        'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+    ]
+
+
+def test_cli_labels_the_training_images_by_default(setup, tmp_path, capsys):
+    """No split option: the training images (train_dataloader's dataset)
+    with the test pipeline (no random flip, original size), i.e. the images
+    the second stage trains on, not the evaluation split."""
+    cfg, model, ckpt, _ = setup
+    num_train = 5  # the test split has NUM = 7 images of another seed
+    out_dir = tmp_path / 'labels'
+    result = _tool().main(
+        [ACR, ckpt, '--out-dir', str(out_dir), '--bg-thr', '0.4', '--no-progress']
+        + ['--cfg-options', *_cli_opts(), *_train_opts(num_train)]
+    )
+    printed = capsys.readouterr().out
+    assert 'images of train_dataloader, test_dataloader pipeline' in printed
+    train_cfg = _cfg(tmp_path)
+    train_cfg.train_dataloader.dataset.num_samples = num_train
+    train_cfg.train_dataloader.dataset.img_size = 32
+    train_set = build_split_dataset(train_cfg, 'train_dataloader', 'test_dataloader')
+    assert train_set.seed != cfg.test_dataloader.dataset.seed
+    assert result['num_samples'] == num_train
+    expected, _ = _reference_labels(model, train_set, 0.4)
+    assert sorted(os.listdir(out_dir)) == sorted(f'{n}.png' for n in expected)
+    for name, label in expected.items():
+        np.testing.assert_array_equal(
+            read_label_png(str(out_dir / f'{name}.png')), label
+        )
+    # the test pipeline keeps the training masks: the labels are scored
+    assert result['metrics']['mIoU'] == pytest.approx(
+        _miou_from_files(str(out_dir), train_set), abs=1e-6
+    )
+
+
+def test_cli_split_options():
+    tool = _tool()
+    base = [ACR, 'ckpt', '--out-dir', 'x']
+    assert tool.resolve_split(tool.parse_args(base)) == (
+        'train_dataloader',
+        'test_dataloader',
+    )
+    for split in ('val', 'test'):
+        args = tool.parse_args(base + ['--split', split])
+        assert tool.resolve_split(args) == (f'{split}_dataloader', None)
+    args = tool.parse_args(base + ['--split-cfg-key', 'train_cam_dataloader'])
+    assert tool.resolve_split(args) == ('train_cam_dataloader', None)
+    args = tool.parse_args(base + ['--split-cfg-key', 'train_dataloader'])
+    assert tool.resolve_split(args) == ('train_dataloader', 'test_dataloader')
+    args = tool.parse_args(base + ['--pipeline-cfg-key', 'train_dataloader'])
+    assert tool.resolve_split(args) == ('train_dataloader', 'train_dataloader')
+    with pytest.raises(SystemExit):
+        tool.parse_args(base + ['--split', 'val', '--split-cfg-key', 'val_dataloader'])
+    with pytest.raises(SystemExit):
+        tool.parse_args(base + ['--split', 'trainaug'])
+    # --help says what is labelled by default
+    parser_help = ' '.join(_help_text(tool).split())
+    assert 'By default the training images are labelled' in parser_help
+    assert 'train (default; the training images' in parser_help
+
+
+def _help_text(tool):
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        tool.parse_args(['--help'])
+    return out.getvalue()
+
+
+def test_sweep_edge_warning_text():
+    from acr_plugin.apis.pseudo_labels import sweep_edge_warning
+
+    grid = [i / 100 for i in range(100)]
+    low = sweep_edge_warning(0.0, grid)
+    assert 'lowest value of the sweep 0.00..0.99' in low
+    assert '(almost) no background' in low
+    high = sweep_edge_warning(0.99, grid)
+    assert 'highest value of the sweep 0.00..0.99' in high
+    assert 'nearly all background' in high
+    assert sweep_edge_warning(0.5, grid) is None
+    assert sweep_edge_warning(0.01, grid) is None
+    assert 'lowest' in sweep_edge_warning(0.2, [0.3, 0.2, 0.4])  # unsorted grid
+
+
+def test_auto_threshold_at_the_sweep_edge_is_warned(setup, monkeypatch):
+    """A best threshold at the first / last sweep value logs a WARNING."""
+    import logging
+
+    from acr_plugin.apis import pseudo_labels
+
+    _, model, _, dataset = setup
+    logged = []
+    monkeypatch.setattr(
+        pseudo_labels,
+        'print_log',
+        lambda msg, logger=None, level=logging.INFO: logged.append((level, msg)),
+    )
+    best, _ = search_bg_threshold(model, dataset, progress=False)
+    assert 0.0 < best < 0.99  # this model's best lies inside the sweep ...
+    assert logged == []  # ... so nothing is warned
+    grid = [i / 100 for i in range(100)]
+    above = [t for t in grid if t >= best]  # best becomes the lowest value
+    thr, _ = search_bg_threshold(model, dataset, thresholds=above, progress=False)
+    assert thr == best
+    assert len(logged) == 1 and logged[0][0] == logging.WARNING
+    assert f'background threshold {best:.2f} is the lowest value' in logged[0][1]
+    below = [t for t in grid if t <= best]  # ... the highest value
+    thr, _ = search_bg_threshold(model, dataset, thresholds=below, progress=False)
+    assert thr == best
+    assert len(logged) == 2 and logged[1][0] == logging.WARNING
+    assert f'background threshold {best:.2f} is the highest value' in logged[1][1]
 
 
 def test_cli_errors(setup, tmp_path, monkeypatch):
@@ -416,6 +536,8 @@ def test_cli_under_torch_distributed_run(setup, tmp_path):
         ckpt,
         '--out-dir',
         out_dir,
+        '--split',
+        'test',
         '--bg-thr',
         '0.45',
         '--launcher',

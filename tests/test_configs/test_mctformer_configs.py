@@ -97,7 +97,7 @@ def test_full_size_recipe(path, num_fg, version):
     # CAMs are tested at full resolution
     test_steps = [s.type for s in cfg.test_dataloader.dataset.pipeline]
     assert not {'Resize', 'RandomResize', 'RandomCrop'} & set(test_steps)
-    evaluators = {e.type for e in cfg.val_evaluator}
+    evaluators = {e.type for e in cfg.val_evaluator.sub_metrics}
     assert {'IoUMetric', 'CAMMetric'} <= evaluators
 
 

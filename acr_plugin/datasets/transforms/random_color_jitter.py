@@ -19,7 +19,7 @@ class RandomColorJitter(BaseTransform):
     """Colour jitter, random grayscale and Gaussian blur of ``results['img']``.
 
     ToCo's main view gets colour jitter (0.4, 0.4, 0.2, 0.1) with probability
-    0.8, grayscale with probability 0.2 and a Gaussian blur (method.md section
+    0.8, grayscale with probability 0.2 and a Gaussian blur (Ru et al., CVPR 2023,
     3). The maths is that of :mod:`acr_plugin.models.utils.image_augment`
     (:func:`color_jitter` -> :func:`random_grayscale` ->
     :func:`gaussian_blur`), applied to the image converted to RGB in [0, 1];

@@ -34,16 +34,15 @@ ClassSets = Union[Tensor, Sequence[Sequence[int]]]
 class ClsTokenGradCAMHead(BaseModule):
     """Localisation maps from the gradient of class logits w.r.t. attention.
 
-    The ACR paper's localisation (method.md §2, steps 1-7): per image and
-    class ``c`` to explain, in eval mode, the input is resized to
-    ``input_size``; one forward gives the class-token logits ``z`` and the
-    post-softmax attention ``A^l`` of every block (hooks of
-    :class:`AttentionCapture` on ``capture_module``); ``g^l = dz_c / dA^l``
-    scores the patches of the class-token row in the layers from
-    ``start_layer`` on (``variant``, see :mod:`.grad_cam_ops`), optionally
-    refined by the patch affinity of all layers; the ``p x p`` map is
-    upsampled bilinearly (``align_corners=True``) to the input size; with
-    ``flip`` the mirrored view's map, mirrored back, is added; each class map
+    The ACR paper's localisation (Sun et al., arXiv 2308.04321, and its released
+    inference script; steps 1-7): per image and class ``c`` to explain, in eval mode,
+    the input is resized to ``input_size``; one forward gives the class-token logits
+    ``z`` and the post-softmax attention ``A^l`` of every block (hooks of
+    :class:`AttentionCapture` on ``capture_module``); ``g^l = dz_c / dA^l`` scores the
+    patches of the class-token row in the layers from ``start_layer`` on (``variant``,
+    see :mod:`.grad_cam_ops`), optionally refined by the patch affinity of all layers;
+    the ``p x p`` map is upsampled bilinearly (``align_corners=True``) to the input
+    size; with ``flip`` the mirrored view's map, mirrored back, is added; each class map
     is min-max normalised (``eps``). Classes not explained are all zero.
 
     Call graph::

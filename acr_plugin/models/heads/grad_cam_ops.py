@@ -1,9 +1,9 @@
 """Pure tensor maths of class-token-gradient localisation (GETAM-style).
 
-method.md §2 "Class-token-gradient localisation": for a class ``c`` with logit
-``z_c`` and the post-softmax attention ``A^l`` ``(B, heads, N, N)`` of each
-block ``l``, let ``g^l = d z_c / d A^l``. With ``r`` the class-token row and
-``P`` prefix tokens, a layer scores the patches ``A^l[r, P:]`` by
+The class-token-gradient localisation of ACR (Sun et al., arXiv 2308.04321): for a class
+``c`` with logit ``z_c`` and the post-softmax attention ``A^l`` ``(B, heads, N, N)`` of
+each block ``l``, let ``g^l = d z_c / d A^l``. With ``r`` the class-token row and ``P``
+prefix tokens, a layer scores the patches ``A^l[r, P:]`` by
 
 * ``'grad'``: ``G = mean_h ReLU(g)``,
 * ``'cam_grad'``: ``mean_h ReLU(g * A)``,

@@ -11,7 +11,7 @@ from torch import Tensor
 class LargeFOVHead(BaseDecodeHead):
     """``num_convs`` dilated 3x3 convs with ReLU, then a 1x1 classifier.
 
-    ToCo's decoder (method.md §3): conv3x3 768->512 dilation 5, ReLU,
+    ToCo's decoder (Ru et al., CVPR 2023): conv3x3 768->512 dilation 5, ReLU,
     conv3x3 512->512 dilation 5, ReLU, conv1x1 -> C+1, no biases and no
     normalisation. It is an ordinary mmseg decode head (``in_index``,
     ``dropout_ratio``, ``predict_by_feat``), so a config may swap it for any

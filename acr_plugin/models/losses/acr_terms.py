@@ -7,7 +7,8 @@ caller. Attention maps are post-softmax ``(B, [H,] P + N, P + N)`` with ``P``
 prefix (class) tokens first; an optional ``valid`` bool mask ``(N,)`` selects
 the patch tokens that have a counterpart in view 2.
 
-Official ACR (method.md §2), per layer, heads averaged first, pi the flip:
+Official ACR (Sun et al., arXiv 2308.04321), per layer, heads averaged first,
+pi the flip:
 
 * class rows: ``mean_{p, k} |A1[p, P + k] - A2[p, P + pi(k)]|``
 * affinity: ``mean_{i, k} |A1[P + i, P + k] - A2[P + pi(i), P + pi(k)]|``

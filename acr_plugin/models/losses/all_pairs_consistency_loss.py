@@ -45,9 +45,9 @@ def is_qk_record(record: Record) -> bool:
 class AllPairsConsistencyLoss(nn.Module):
     """ACR: consistency of class-token and patch-to-patch attention across views.
 
-    With the defaults this is the official regulariser (method.md §2): for
-    every layer, heads averaged, L1 between view 1 and view 2 aligned to
-    view 1 (``align_attention``), mean over batch, layers and entries, of
+    With the defaults this is the official regulariser (Sun et al., arXiv 2308.04321):
+    for every layer, heads averaged, L1 between view 1 and view 2 aligned to view 1
+    (``align_attention``), mean over batch, layers and entries, of
 
     * the class rows ``A[:P, P:]`` (``loss_acr_cls``) and
     * the affinity block ``A[P:, P:]`` (``loss_acr_aff``),

@@ -1,4 +1,4 @@
-"""Class token contrast (CTC) of ToCo (method.md §3).
+"""Class token contrast (CTC) of ToCo (Ru et al., CVPR 2023).
 
 The projected class tokens of ``L`` local crops (student) are contrasted
 with those of ``G`` global views (EMA teacher, constants). Student and
@@ -12,7 +12,7 @@ image, with ``Pos`` / ``Neg`` its positive / negative local crops and
 and the loss is the batch mean of ``l``. The constant 2 is ToCo's (its two
 global views), kept whatever ``G`` is.
 
-Guard (ours): method.md's normaliser is ``2 * (|Pos| + eps)``; an image
+Guard (ours): the paper's normaliser is ``2 * (|Pos| + eps)``; an image
 without any positive crop (all its crops on confident background, e.g. a
 small object) would divide its ``log(1 + n_j + eps)`` terms by ``2 * eps``,
 i.e. scale them by ``1 / eps`` = 10^4 and dominate the batch. The normaliser

@@ -26,8 +26,14 @@ difference of the halves is exactly the gradient rows, which are kept
 the kernel. Memory is ``O(chunk_size * N)``; time ``O(N^2 (K + d))``.
 Distances come from coordinate differences (``torch.cdist`` without its
 matrix-product shortcut, so no ``|a|^2 + |b|^2 - 2ab`` cancellation), in
-float32 at least (autocast is off inside). The kernel depends on the
-images only: no gradient reaches ``images``.
+float32 at least (autocast is off inside). Small float32 kernels on the CPU
+(at most :data:`GRAM_MAX_ENTRIES` per chunk, e.g. the 32 x 32 grids of the
+64-px synthetic twin; not the 224 x 224 grids of 448-px crops) use that
+shortcut in float64 instead (the loss about 1.3x faster there): its
+cancellation error (~1e-16 of the squared feature norms) lies far below
+float32's rounding of the squared distance, so the kernel agrees with the
+difference-based one to float32 rounding. The kernel depends on the images
+only: no gradient reaches ``images``.
 """
 
 import math
@@ -43,20 +49,63 @@ from torch.autograd.function import once_differentiable
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _kernel_rows(rows: Tensor, feats: Tensor, offset: int) -> Tensor:
+#: largest chunk (rows x pixels) whose float32 CPU kernel is built from a
+#: float64 Gram product (32 MB of float64)
+GRAM_MAX_ENTRIES = 1 << 22
+
+
+def _gram_path(feats: Tensor, chunk_size: int) -> bool:
+    """Small float32 CPU kernels: squared distances from a float64 Gram
+    product (memory: 3x the float32 chunk, hence only for small chunks)."""
+    rows = min(chunk_size, feats.shape[0])
+    return (
+        feats.dtype == torch.float32
+        and feats.device.type == 'cpu'
+        and rows * feats.shape[0] <= GRAM_MAX_ENTRIES
+    )
+
+
+def _gram_operands(feats: Tensor) -> Tuple[Tensor, Tensor]:
+    """float64 ``(N, d + 2)`` row / column operands whose product is
+    ``-|f_i - f_j|^2 / 2 = f_i f_j - |f_i|^2 / 2 - |f_j|^2 / 2``."""
+    feats64 = feats.double()
+    half_norms = feats64.square().sum(dim=1, keepdim=True).mul_(-0.5)
+    ones = torch.ones_like(half_norms)
+    return (
+        torch.cat([feats64, half_norms, ones], dim=1),
+        torch.cat([feats64, ones, half_norms], dim=1),
+    )
+
+
+def _kernel_rows(
+    rows: Tensor,
+    feats: Tensor,
+    offset: int,
+    gram: Optional[Tuple[Tensor, Tensor]] = None,
+) -> Tensor:
     """Rows ``offset .. offset + len(rows)`` of ``W`` (zero diagonal).
 
     Args:
         rows (Tensor): ``(c, d)`` features of the chunk's pixels.
         feats (Tensor): ``(N, d)`` features of all pixels.
         offset (int): Index of the chunk's first pixel.
+        gram (tuple[Tensor, Tensor], optional): :func:`_gram_operands` of
+            ``feats``: given, ``-|f_i - f_j|^2 / 2`` is one float64 product,
+            rounded to ``feats``' dtype (see the module doc). Defaults to
+            None (coordinate differences).
 
     Returns:
         Tensor: ``(c, N)`` kernel rows.
     """
-    # exact differences (no |a|^2 + |b|^2 - 2ab cancellation), one fused kernel
-    dist = torch.cdist(rows, feats, compute_mode='donot_use_mm_for_euclid_dist')
-    weights = dist.square_().mul_(-0.5).exp_()
+    if gram is None:
+        # exact differences (no |a|^2 + |b|^2 - 2ab cancellation), one kernel
+        dist = torch.cdist(rows, feats, compute_mode='donot_use_mm_for_euclid_dist')
+        exponent = dist.square_().mul_(-0.5)
+    else:
+        row_ops, col_ops = gram
+        exponent = row_ops[offset : offset + rows.shape[0]] @ col_ops.t()
+        exponent = exponent.clamp_(max=0.0).to(feats.dtype)
+    weights = exponent.exp_()
     weights.diagonal(offset=offset).zero_()
     return weights
 
@@ -92,9 +141,10 @@ class DenseEnergyFunction(torch.autograd.Function):
             operand = torch.cat([1 - probs, gated], dim=1)  # (N, 2K)
             grad = torch.empty_like(probs)
             energy = probs.new_zeros(())
+            gram = _gram_operands(feats) if _gram_path(feats, chunk_size) else None
             for start in range(0, num_pixels, chunk_size):
                 stop = min(start + chunk_size, num_pixels)
-                weights = _kernel_rows(feats[start:stop], feats, start)
+                weights = _kernel_rows(feats[start:stop], feats, start, gram)
                 products = weights @ operand  # (c, 2K)
                 w_rest = products[:, :num_classes]  # W (1 - S)
                 if gate is not None:

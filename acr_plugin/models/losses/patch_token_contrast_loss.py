@@ -1,4 +1,4 @@
-"""Patch token contrast (PTC) of ToCo (method.md §3).
+"""Patch token contrast (PTC) of ToCo (Ru et al., CVPR 2023).
 
 Tokens of one image whose pseudo labels agree are pulled together, tokens
 whose labels differ are pushed apart, through the absolute cosine similarity

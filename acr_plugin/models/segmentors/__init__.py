@@ -1,4 +1,5 @@
 from .acr_segmentor import ACRSegmentor
+from .checkpoint_fit import CheckpointMismatchError, install_checkpoint_fit
 from .mctformer import MCTformer
 from .toco import CAM_SEG_LOGITS, ToCo
 from .vit_cam import ViTCAM, split_vit_output
@@ -10,4 +11,6 @@ __all__ = [
     'ToCo',
     'CAM_SEG_LOGITS',
     'MCTformer',
+    'CheckpointMismatchError',
+    'install_checkpoint_fit',
 ]

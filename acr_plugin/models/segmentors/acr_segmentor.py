@@ -16,6 +16,7 @@ from ...structures import VALID_MASK, stack_img_labels, valid_masks
 from ..losses.efficient_consistency import qk_attention_entropy
 from ..utils.attention_capture import AttentionCapture, attention_entropy
 from ..utils.view_alignment import TokenAlignment, make_view, photometric_jitter
+from .checkpoint_fit import install_checkpoint_fit
 
 VIEW2_SUFFIX = '_v2'
 #: query rows per layer that estimate the entropy diagnostic of (q, k) records
@@ -50,9 +51,14 @@ class ACRSegmentor(BaseSegmentor):
             predictor (e.g. ClsTokenGradCAMHead) is configured, else
             model.predict(...)
 
+    Checkpoints of the baseline config load into the wrapped model (its keys
+    gain the prefix ``model.``) and this wrapper's into the baseline config;
+    a checkpoint that does not fit is refused (see ``checkpoint_fit``).
+
     Args:
         model (dict): Config of the wrapped segmentor. Its
-            ``data_preprocessor`` moves to this wrapper.
+            ``data_preprocessor`` moves to this wrapper (and wins over the
+            wrapper's own ``data_preprocessor``).
         acr_loss (dict, optional): ``AllPairsConsistencyLoss`` config. None
             gives the compute-matched control: two views, the model's own
             losses on both, no consistency term. Defaults to None.
@@ -76,7 +82,10 @@ class ACRSegmentor(BaseSegmentor):
         predictor (dict, optional): A head with ``predict(model, inputs,
             data_samples)``, e.g. ``ClsTokenGradCAMHead``. Defaults to None
             (the wrapped model predicts).
-        data_preprocessor (dict, optional): Overrides the model's.
+        data_preprocessor (dict, optional): Used only when ``model`` has no
+            ``data_preprocessor`` (mmengine's ``Runner`` sets the file-level
+            ``data_preprocessor`` here by default; a differing one is ignored,
+            with an INFO log). Defaults to None.
         train_cfg, test_cfg (dict, optional): Unused; mmseg interface.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -97,10 +106,13 @@ class ACRSegmentor(BaseSegmentor):
         init_cfg: OptMultiConfig = None,
     ) -> None:
         model = copy.deepcopy(model)
-        inner_preprocessor = model.pop('data_preprocessor', None)
         super().__init__(
-            data_preprocessor=data_preprocessor or inner_preprocessor, init_cfg=init_cfg
+            data_preprocessor=self._pick_preprocessor(
+                model.pop('data_preprocessor', None), data_preprocessor
+            ),
+            init_cfg=init_cfg,
         )
+        install_checkpoint_fit(self)
         self.model = MODELS.build(model)
         self.acr_loss = MODELS.build(acr_loss) if acr_loss else None
         self.view_cfg = dict(view or dict(type='flip'))
@@ -128,6 +140,28 @@ class ACRSegmentor(BaseSegmentor):
             )
 
     # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _pick_preprocessor(inner: OptConfigType, outer: OptConfigType) -> OptConfigType:
+        """The wrapped model's ``data_preprocessor`` if it has one, else ours.
+
+        mmengine's ``Runner`` sets the file-level ``data_preprocessor`` as the
+        default of the top-level model dict, i.e. of this wrapper: preferring
+        it would silently drop what a config sets in
+        ``model.model.data_preprocessor``.
+        """
+        if inner is None:
+            return outer
+        if outer is not None and outer != inner:
+            print_log(
+                'ACRSegmentor: using the data_preprocessor of the wrapped model '
+                f'(model.model.data_preprocessor = {inner}); the differing '
+                'one of the wrapper (model.data_preprocessor, or the file-level '
+                f'data_preprocessor that the Runner adds) is ignored: {outer}',
+                logger='current',
+                level=logging.INFO,
+            )
+        return inner
+
     def _capture_target(self) -> torch.nn.Module:
         try:
             return self.model.get_submodule(self.capture_module)

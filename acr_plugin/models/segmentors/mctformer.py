@@ -19,6 +19,7 @@ from ..utils.mct_ops import (
     patch_affinity_refine,
 )
 from .cam_prediction import CAMPredictionMixin, ImageLevelLossMixin
+from .checkpoint_fit import install_checkpoint_fit
 from .vit_cam import split_vit_output, token_width
 
 VERSIONS = ('v1', 'v2')
@@ -37,7 +38,7 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
     gives patch logits, and whose ReLU output is a CAM. Training loss:
     ``MLSM(token logits)`` (+ ``MLSM(patch logits)`` for V2).
 
-    Localisation (:meth:`predict`, method.md §4): the class-to-patch
+    Localisation (:meth:`predict`, Xu et al., CVPR 2022): the class-to-patch
     attention of the last ``attn_layers`` blocks, head-averaged and summed
     (``(B, C, h, w)``); V2 multiplies it by ``ReLU(CAM)``; with ``refine``
     each map is multiplied by the patch affinity ``P`` (head-averaged
@@ -96,6 +97,7 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
         init_cfg: OptMultiConfig = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        install_checkpoint_fit(self)
         name = type(self).__name__
         if num_classes < 2:
             raise ValueError(

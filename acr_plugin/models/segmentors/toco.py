@@ -44,6 +44,7 @@ from ..utils.toco_ops import (
     roi_map,
     sample_local_crops,
 )
+from .checkpoint_fit import install_checkpoint_fit
 from .vit_cam import split_vit_output, token_width
 
 #: field of the CAM prediction (``cams_to_seg_logits`` layout) that
@@ -175,6 +176,7 @@ class ToCo(BaseSegmentor):
         init_cfg: OptMultiConfig = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        install_checkpoint_fit(self)
         if num_classes < 2:
             raise ValueError(
                 f'ToCo: num_classes counts background too: need >= 2, got {num_classes}'
@@ -324,10 +326,17 @@ class ToCo(BaseSegmentor):
         scales: Sequence[float],
         flip: bool = True,
         eps: Optional[float] = None,
+        outputs: Optional[Dict[str, Tensor]] = None,
     ) -> Tuple[Tensor, Tensor]:
         """Normalised final and aux CAMs ``(B, C, H, W)`` (scales x flip:
-        max over the flip pair, ReLU, sum over scales, per-class min-max)."""
-        return self._multi_scale_cams_and_logits(inputs, scales, flip, eps)[:2]
+        max over the flip pair, ReLU, sum over scales, per-class min-max).
+
+        ``outputs``: :meth:`forward_outputs` of ``inputs`` if already run
+        (the training forward); its raw CAMs serve the scale that keeps the
+        input size, so only the mirrored input is run there (the backbone
+        treats samples independently: the same CAMs, one forward less).
+        """
+        return self._multi_scale_cams_and_logits(inputs, scales, flip, eps, outputs)[:2]
 
     def _multi_scale_cams_and_logits(
         self,
@@ -335,11 +344,17 @@ class ToCo(BaseSegmentor):
         scales: Sequence[float],
         flip: bool = True,
         eps: Optional[float] = None,
+        outputs: Optional[Dict[str, Tensor]] = None,
     ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """:meth:`multi_scale_cams` and the image logits of the plain input,
         read from the TTA forward at the input size (None if no scale keeps
         it), so prediction needs no separate forward for them."""
         logits = []
+        plain_cams = None
+        if outputs is not None:
+            logits.append(outputs['logits'].detach())
+            plain_cams = torch.cat([outputs['cams'], outputs['aux_cams']], dim=1)
+            plain_cams = plain_cams.detach()
 
         def cam_fn(batch: Tensor) -> Tensor:
             outputs = self.forward_outputs(batch)
@@ -355,6 +370,7 @@ class ToCo(BaseSegmentor):
             flip_merge='max',
             align_corners=self.align_corners,
             size_divisor=self.size_divisor,
+            plain_cams=plain_cams,
         )
         eps = self.pseudo_cfg['eps'] if eps is None else eps
         cams = minmax_normalize(cams, eps)
@@ -383,7 +399,9 @@ class ToCo(BaseSegmentor):
         }
         cfg = self.pseudo_cfg
         with torch.no_grad():
-            cams, aux_cams = self.multi_scale_cams(inputs, cfg['cam_scales'])
+            cams, aux_cams = self.multi_scale_cams(
+                inputs, cfg['cam_scales'], outputs=outputs
+            )
             mask = labels[:, :, None, None].to(cams.dtype)
             cams, aux_cams = cams * mask, aux_cams * mask
         valid = valid_masks(data_samples, inputs.shape[-2:], inputs.device)

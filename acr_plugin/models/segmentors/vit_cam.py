@@ -11,6 +11,7 @@ from torch import Tensor
 from ...structures import stack_img_labels
 from ..utils.cam_ops import cam_from_patch_tokens, global_pool
 from .cam_prediction import CAMPredictionMixin, ImageLevelLossMixin
+from .checkpoint_fit import install_checkpoint_fit
 
 
 def split_vit_output(output) -> Tuple[Tensor, Optional[Tensor]]:
@@ -49,11 +50,11 @@ def token_width(backbone: nn.Module) -> int:
 class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
     """Plain ViT classifier with class-activation-map localisation.
 
-    The official ACR host (method.md §2): a linear classifier on the class token
-    of one block's output (the last block, before the final norm) trained with
-    the multilabel soft-margin loss; localisation is a patch-token CAM. An
-    optional second classifier (1x1 conv on the patch tokens with global
-    pooling) gives sharper CAMs on small ViTs trained from scratch.
+    The official ACR host (Sun et al., arXiv 2308.04321): a linear classifier on the
+    class token of one block's output (the last block, before the final norm) trained
+    with the multilabel soft-margin loss; localisation is a patch-token CAM. An optional
+    second classifier (1x1 conv on the patch tokens with global pooling) gives sharper
+    CAMs on small ViTs trained from scratch.
 
     Call graph::
 
@@ -106,6 +107,7 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
         init_cfg: OptMultiConfig = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        install_checkpoint_fit(self)
         if num_classes < 2:
             raise ValueError(
                 f'num_classes counts background too: need >= 2, got {num_classes}'

@@ -111,6 +111,7 @@ def multi_scale_flip_cams(
     flip_merge: str = 'max',
     align_corners: bool = False,
     size_divisor: int = 1,
+    plain_cams: Optional[Tensor] = None,
 ) -> Tensor:
     """Test-time augmented CAMs at the input resolution.
 
@@ -119,6 +120,12 @@ def multi_scale_flip_cams(
     CAMs are mirrored back and merged with the plain ones by ``flip_merge``
     (``'max'``, as ToCo, or ``'sum'``). Each map is rectified (ReLU) and the
     scales are summed.
+
+    ``plain_cams`` = ``cam_fn(inputs)`` computed by the caller (e.g. by its
+    training forward) is used at the scale that keeps the input size instead
+    of running ``cam_fn`` on ``inputs`` again (only the mirrored input is run
+    there): the same result for a ``cam_fn`` that treats the samples of a
+    batch independently and deterministically (a ViT without dropout).
 
     Args:
         cam_fn (callable): ``(B, 3, h, w) -> (B, C, h', w')`` raw CAMs.
@@ -130,6 +137,8 @@ def multi_scale_flip_cams(
         size_divisor (int): Rescaled sizes are rounded to a multiple of it
             (a ViT's patch size, so that e.g. ``0.5 x 40`` px still fills
             whole patches). Defaults to 1.
+        plain_cams (Tensor, optional): ``cam_fn(inputs)``, raw, if already
+            computed. Defaults to None.
 
     Returns:
         Tensor: ``(B, C, H, W)`` non-negative CAMs (not normalised).
@@ -140,8 +149,10 @@ def multi_scale_flip_cams(
     total = None
     for scale in scales:
         x = rescale_images(inputs, scale, align_corners, size_divisor)
-        batch = torch.cat([x, x.flip(-1)]) if flip else x
-        cams = cam_fn(batch)
+        if plain_cams is not None and x is inputs:
+            cams = torch.cat([plain_cams, cam_fn(x.flip(-1))]) if flip else plain_cams
+        else:
+            cams = cam_fn(torch.cat([x, x.flip(-1)]) if flip else x)
         cams = F.interpolate(
             cams, size=size, mode='bilinear', align_corners=align_corners
         )

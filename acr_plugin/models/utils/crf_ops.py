@@ -1,6 +1,6 @@
 """Dense-CRF post-processing of segmentation predictions at test time.
 
-ToCo refines its decoder's test predictions with a dense CRF (method.md §3,
+ToCo refines its decoder's test predictions with a dense CRF (Ru et al., CVPR 2023,
 "Seg test: scales + flip; CRF"). The CRF needs the image at the size of the
 prediction, so :func:`images_at_prediction_size` undoes the padding, flip and
 resize exactly as mmseg's ``BaseSegmentor.postprocess_result`` does for the

@@ -1,6 +1,6 @@
 """Batch-wise photometric and geometric augmentation of image tensors.
 
-The views of ToCo's class-token contrast (method.md section 3) are made on the
+The views of ToCo's class-token contrast (Ru et al., CVPR 2023) are made on the
 fly inside the model from the batch, so these functions work on float RGB
 images in [0, 1] of shape ``(B, 3, H, W)`` and draw *independent* random
 parameters for every sample. Every function takes an optional

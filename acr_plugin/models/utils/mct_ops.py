@@ -1,4 +1,4 @@
-"""Pure tensor operations of MCTformer's localisation (method.md §4).
+"""Pure tensor operations of MCTformer's localisation (Xu et al., CVPR 2022).
 
 Conventions: attention maps are post-softmax probabilities ``(B, heads, T, T)``
 (or head-averaged ``(B, T, T)``) of a ViT whose ``C`` class tokens come first,

@@ -148,9 +148,11 @@ def refine_cams_with_par(
 
 
 def _masked_argmax(planes: Tensor, absent: Tensor) -> Tensor:
-    """Arg-max over ``[bg, classes]`` planes with absent classes excluded."""
+    """Arg-max over ``[bg, classes]`` planes with absent classes excluded
+    (the first maximum on ties, as ``argmax``; ``max(dim)`` finds the same
+    index several times faster over the class dimension of a CPU tensor)."""
     fg = planes[:, 1:].masked_fill(absent, float('-inf'))
-    return torch.cat([planes[:, :1], fg], dim=1).argmax(dim=1)
+    return torch.cat([planes[:, :1], fg], dim=1).max(dim=1).indices
 
 
 def roi_map(cams: Tensor, low: float = 0.25, high: float = 0.7) -> Tensor:

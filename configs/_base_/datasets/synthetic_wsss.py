@@ -46,5 +46,9 @@ val_dataloader = dict(
 )
 test_dataloader = val_dataloader
 
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# one evaluator dict (mmseg's tools/test.py --out sets keys on it); configs
+# add CAM metrics by replacing the `sub_metrics` list
+val_evaluator = dict(
+    type='WSSSMetric', sub_metrics=[dict(type='IoUMetric', iou_metrics=['mIoU'])]
+)
 test_evaluator = val_evaluator

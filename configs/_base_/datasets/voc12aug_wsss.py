@@ -104,5 +104,9 @@ train_cam_dataloader = dict(
     ),
 )
 
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# one evaluator dict (mmseg's tools/test.py --out sets keys on it); configs
+# add CAM metrics by replacing the `sub_metrics` list
+val_evaluator = dict(
+    type='WSSSMetric', sub_metrics=[dict(type='IoUMetric', iou_metrics=['mIoU'])]
+)
 test_evaluator = val_evaluator

@@ -1,4 +1,4 @@
-# MCTformer-V2 (method.md §4) on DeiT-S/16 (384-d, 12 blocks, 6 heads): 20 class
+# MCTformer-V2 (Xu et al., CVPR 2022) on DeiT-S/16 (384-d, 12 blocks, 6 heads): 20 class
 # tokens in front of the patches, replicated from DeiT's class token and its
 # position embedding; class logits = mean over the embedding of each output
 # class token (no final LayerNorm: out_norm=False); Conv2d(384, 20, 3) patch

@@ -1,4 +1,4 @@
-# ToCo (Ru et al., CVPR 2023; method.md §3) with a ViT-B/16 backbone at 448 px
+# ToCo (Ru et al., CVPR 2023) with a ViT-B/16 backbone at 448 px
 # (28 x 28 tokens): pos-embed bicubic-interpolated to the grid and frozen,
 # drop-path 0; GMP classifiers on the final tokens (after the final norm) and
 # on block 10 (index 9, no norm); LargeFOV decoder; PTC, CTC, bg/fg-balanced

@@ -1,4 +1,4 @@
-# The official ACR standalone host (method.md §2): timm vit_base_resnet50_384
+# The official ACR standalone host (Sun et al., arXiv 2308.04321): timm vit_base_resnet50_384
 # (hybrid R50 + ViT-B/16, 384 px), a linear classifier on the class token of
 # block 11's output *before* the final LayerNorm, patch-token CAM from the
 # same classifier weights.

@@ -1,4 +1,4 @@
-# MCTformer's (DeiT's) optimisation (method.md §4): AdamW, lr 6.25e-5
+# MCTformer's (DeiT's) optimisation (Xu et al., CVPR 2022): AdamW, lr 6.25e-5
 # (5e-4 x 64 / 512), weight decay 0.05 (none on norms, biases, class tokens
 # and position embedding, as timm's optimiser factory), 5 linear warm-up
 # epochs from 1e-6, then cosine to 1e-5; 60 epochs of VOC train_aug

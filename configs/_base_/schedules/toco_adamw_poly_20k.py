@@ -1,4 +1,4 @@
-# ToCo optimisation (method.md §3): AdamW lr 6e-5, weight decay 0.01, x10 lr
+# ToCo optimisation (Ru et al., CVPR 2023): AdamW lr 6e-5, weight decay 0.01, x10 lr
 # for the classifiers, the decoder and the CTC projection head; linear warm-up
 # for 1,500 iterations, then poly (power 0.9). 20k iterations (VOC).
 max_iters = 20000

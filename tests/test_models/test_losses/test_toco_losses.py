@@ -14,6 +14,7 @@ from acr_plugin.models.losses import (
     dense_energy,
     patch_token_contrast,
 )
+from acr_plugin.models.losses import dense_energy_loss as dense_energy_module
 
 IGNORE = 255
 
@@ -520,3 +521,45 @@ def test_dense_energy_errors():
         loss(probs, images, torch.ones(1, 2, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match='loss_'):
         MODELS.build(dict(type='DenseEnergyLoss', loss_name='reg'))
+
+
+@pytest.mark.parametrize('use_roi', [False, True])
+def test_float32_gram_kernel_agrees_with_the_difference_kernel(use_roi, monkeypatch):
+    """Small float32 CPU kernels come from a float64 Gram product: within
+    float32 rounding of the coordinate-difference kernel, and as close to the
+    float64 reference."""
+    probs = random_probs(3, 4, 9, 10, seed=60)
+    images = random_images(3, 9, 10, seed=61)
+    gate = torch.rand(3, 9, 10, generator=gen(62), dtype=torch.float64)
+    roi = None
+    if use_roi:
+        roi = torch.rand(3, 9, 10, generator=gen(63)) > 0.3
+    ref = dense_energy(probs, images, 15.0, 4.0, roi, chunk_size=7, gate=gate)
+    (ref_grad,) = torch.autograd.grad(ref, probs)
+    single = probs.detach().float().requires_grad_(True)
+
+    def run():
+        value = dense_energy(
+            single, images.float(), 15.0, 4.0, roi, chunk_size=7, gate=gate.float()
+        )
+        return value, torch.autograd.grad(value, single)[0]
+
+    calls = []
+    original = dense_energy_module._gram_operands
+    monkeypatch.setattr(
+        dense_energy_module,
+        '_gram_operands',
+        lambda feats: calls.append(feats.shape) or original(feats),
+    )
+    gram, gram_grad = run()
+    assert calls  # the Gram route ran
+    monkeypatch.setattr(dense_energy_module, 'GRAM_MAX_ENTRIES', 0)
+    calls.clear()
+    diff, diff_grad = run()
+    assert not calls  # too large for the Gram route: coordinate differences
+    for value, grad in ((gram, gram_grad), (diff, diff_grad)):
+        assert value.dtype == torch.float32
+        assert_rel(value.double(), ref.detach(), rel=1e-6)
+        assert_rel(grad.double(), ref_grad, rel=1e-5)
+    assert_rel(gram, diff, rel=1e-6)
+    assert_rel(gram_grad, diff_grad, rel=1e-5)

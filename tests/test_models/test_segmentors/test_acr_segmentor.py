@@ -1,11 +1,14 @@
 import copy
+import logging
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.runner import Runner
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
+from acr_plugin.models.segmentors import acr_segmentor
 from acr_plugin.models.utils.attention_capture import AttentionCapture
 from acr_plugin.models.utils.view_alignment import flip_alignment
 
@@ -163,3 +166,55 @@ def test_bad_wrapping_errors_name_the_culprit():
     model = MODELS.build(deep)
     with pytest.raises(IndexError, match='7'):
         model.loss(torch.randn(1, 3, 64, 64), samples([[1, 0, 0, 0, 0, 0]]))
+
+
+def _runner_model(cfg: Config, work_dir, name: str):
+    """The model as mmengine's Runner builds it: the file-level
+    ``data_preprocessor`` becomes the default of the top-level model dict."""
+    cfg.work_dir = str(work_dir)
+    cfg.log_level = 'WARNING'
+    cfg.experiment_name = name
+    return Runner.from_cfg(cfg).model
+
+
+def _log_spy(monkeypatch) -> list:
+    logged = []
+    monkeypatch.setattr(
+        acr_segmentor, 'print_log', lambda msg, **kw: logged.append((msg, kw))
+    )
+    return logged
+
+
+def test_the_wrapped_models_data_preprocessor_wins(tmp_path, monkeypatch):
+    logged = _log_spy(monkeypatch)
+    cfg = Config.fromfile(ACR_CFG)
+    assert cfg.data_preprocessor.size_divisor == 8  # what the Runner injects
+    cfg.model.model.data_preprocessor.size = (96, 96)
+    cfg.model.model.data_preprocessor.size_divisor = None
+    cfg.model.model.data_preprocessor.mean = [1.0, 2.0, 3.0]
+    model = _runner_model(cfg, tmp_path, 'inner_preprocessor')
+    pre = model.data_preprocessor
+    assert pre.size == (96, 96)
+    torch.testing.assert_close(pre.mean.flatten(), torch.tensor([1.0, 2.0, 3.0]))
+    batch = dict(
+        inputs=[torch.zeros(3, 64, 64, dtype=torch.uint8)],
+        data_samples=samples([[1, 0, 0, 0, 0, 0]]),
+    )
+    assert pre(batch, training=True)['inputs'].shape[-2:] == (96, 96)
+    # the ignored outer one is reported at INFO
+    (msg, kw), *_ = [entry for entry in logged if 'data_preprocessor' in entry[0]]
+    assert 'wrapped model' in msg and 'ignored' in msg
+    assert kw['level'] == logging.INFO
+
+
+def test_the_outer_data_preprocessor_serves_a_model_without_one(tmp_path, monkeypatch):
+    logged = _log_spy(monkeypatch)
+    cfg = Config.fromfile(ACR_CFG)
+    assert cfg.model.model.pop('data_preprocessor') == cfg.data_preprocessor
+    cfg.data_preprocessor.mean = [4.0, 5.0, 6.0]
+    pre = _runner_model(cfg, tmp_path, 'outer_preprocessor').data_preprocessor
+    assert pre.size_divisor == 8
+    torch.testing.assert_close(pre.mean.flatten(), torch.tensor([4.0, 5.0, 6.0]))
+    # the shipped configs (inner equal to the file-level one) log nothing
+    _runner_model(Config.fromfile(ACR_CFG), tmp_path, 'same_preprocessor')
+    assert not [msg for msg, _ in logged if 'data_preprocessor' in msg]

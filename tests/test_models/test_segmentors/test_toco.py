@@ -139,6 +139,33 @@ def test_first_backbone_forward_is_the_input_view():
     assert seen[0][1]
 
 
+def test_training_cams_reuse_the_input_view_forward():
+    """The multi-scale CAMs of loss() take the input view's own CAMs at scale
+    1 (only the mirrored batch is run there) and equal a fresh computation."""
+    model = build()
+    model.set_train_phase(loss_weights=dict(loss_seg=0.1))
+    inputs = torch.randn(2, 3, 32, 32)
+    shapes, cams = [], []
+    handle = model.backbone.register_forward_hook(
+        lambda mod, args, out: shapes.append(tuple(args[0].shape))
+    )
+    original = model.multi_scale_cams
+    model.multi_scale_cams = lambda *a, **k: cams.append(original(*a, **k)) or cams[-1]
+    model.loss(inputs, samples(LABELS))
+    handle.remove()
+    # input view, then the flip CAMs: mirrored only at x1, both views at x0.5, x1.5
+    assert shapes[:4] == [
+        (2, 3, 32, 32),
+        (2, 3, 32, 32),
+        (4, 3, 16, 16),
+        (4, 3, 48, 48),
+    ]
+    with torch.no_grad():
+        fresh = original(inputs, model.pseudo_cfg['cam_scales'])
+    for got, expected in zip(cams[0], fresh):
+        torch.testing.assert_close(got, expected)
+
+
 def test_pseudo_labels_follow_the_configured_cam():
     """seg_label_source selects the CAM that the decoder's labels come from."""
     model = build()

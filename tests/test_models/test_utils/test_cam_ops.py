@@ -82,3 +82,33 @@ def test_multi_scale_sums_scales_independently():
         )
     )
     torch.testing.assert_close(both, one + half)
+
+
+def test_multi_scale_reuses_the_callers_plain_cams():
+    """Given cam_fn(inputs), the scale that keeps the input size runs only
+    the mirrored input; the result equals the full computation."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 8, 12)
+    weight = torch.randn(4, 3)
+    seen = []
+
+    def cam_fn(inp):  # per-sample and deterministic, like a ViT without dropout
+        seen.append(inp.shape)
+        return torch.einsum('bchw,kc->bkhw', inp[..., ::2, ::2], weight)
+
+    full = multi_scale_flip_cams(cam_fn, x, scales=(1.0, 0.5, 1.5), flip=True)
+    seen.clear()
+    plain = cam_fn(x)
+    seen.clear()
+    reused = multi_scale_flip_cams(
+        cam_fn, x, scales=(1.0, 0.5, 1.5), flip=True, plain_cams=plain
+    )
+    torch.testing.assert_close(reused, full, rtol=0, atol=0)
+    assert [s[0] for s in seen] == [3, 6, 6]  # scale 1: the mirrored half only
+    no_flip = multi_scale_flip_cams(cam_fn, x, scales=(1.0, 0.5), flip=False)
+    seen.clear()
+    out = multi_scale_flip_cams(
+        cam_fn, x, scales=(1.0, 0.5), flip=False, plain_cams=plain
+    )
+    torch.testing.assert_close(out, no_flip, rtol=0, atol=0)
+    assert [s[0] for s in seen] == [3]  # only the 0.5 scale runs

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from acr_plugin.models.utils import PixelAdaptiveRefinement
-from acr_plugin.models.utils.par import gather_neighbors, neighbor_offsets
+from acr_plugin.models.utils.par import (
+    gather_neighbors,
+    neighbor_index,
+    neighbor_offsets,
+    par_affinity,
+    propagate,
+)
 
 
 def _naive_par(images, masks, dilations, num_iter, w1, w2):
@@ -197,3 +203,46 @@ def test_bad_inputs():
         PixelAdaptiveRefinement(dilations=(0, 1))
     with pytest.raises(ValueError, match='empty'):
         PixelAdaptiveRefinement(dilations=())
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('shape', [(3, 3, 6, 11), (1, 3, 2, 2), (2, 3, 9, 5)])
+def test_sparse_propagation_equals_the_shifted_map_loop(dtype, shape):
+    """The CPU CSR product sums the same terms in the same order as the loop
+    over shifted maps (dilations beyond the image clamp to its border)."""
+    images, masks = _inputs(seed=7, shape=shape, planes=5, dtype=dtype)
+    offsets = neighbor_offsets((1, 2, 4, 8))
+    affinity = par_affinity(images, (1, 2, 4, 8))
+    loop = propagate(masks, affinity, offsets, num_iter=6, sparse=False)
+    csr = propagate(masks, affinity, offsets, num_iter=6, sparse=True)
+    assert csr.dtype == dtype and csr.shape == masks.shape and csr.is_contiguous()
+    torch.testing.assert_close(csr, loop, rtol=1e-6, atol=1e-7)
+    # no iteration: the maps themselves
+    assert torch.equal(propagate(masks, affinity, offsets, 0, sparse=True), masks)
+
+
+def test_propagation_route_and_gradients():
+    images, masks = _inputs(seed=8, dtype=torch.float32)
+    par = PixelAdaptiveRefinement(dilations=(1, 2), num_iter=3)
+    with torch.no_grad():
+        fast = par(images, masks)  # CPU, float32, no grad: CSR product
+    affinity = par.affinity(images)
+    torch.testing.assert_close(
+        fast, propagate(masks, affinity, par.offsets, 3, sparse=False)
+    )
+    # with autograd the loop runs (differentiable in the maps)
+    masks.requires_grad_(True)
+    par(images, masks).sum().backward()
+    assert masks.grad is not None and torch.isfinite(masks.grad).all()
+    # half precision keeps the loop
+    out = par(images, masks.detach().bfloat16())
+    assert out.dtype == torch.bfloat16
+
+
+def test_neighbor_index_matches_gather_neighbors():
+    x = torch.arange(35.0).view(1, 1, 5, 7)
+    offsets = neighbor_offsets((1, 3))
+    index = neighbor_index(5, 7, offsets)  # (H * W, N)
+    gathered = gather_neighbors(x, offsets)[0, 0]  # (N, H, W)
+    assert index.shape == (35, len(offsets))
+    assert torch.equal(x.flatten()[index].t().reshape(gathered.shape), gathered)

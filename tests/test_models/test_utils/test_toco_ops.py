@@ -111,6 +111,29 @@ def test_refine_with_par_equals_separate_refinements():
     assert ((out > 0) & (out < 255)).any()
 
 
+def test_refine_breaks_ties_by_the_first_class_like_argmax():
+    """Equal scores: the first present class wins (argmax's rule), absent
+    classes never do, wherever the planes tie exactly."""
+    cams = torch.full((2, 4, 6, 5), 0.9)
+    cams[1, :, :, :2] = 0.1  # image 1, left: every map below both levels
+    labels = torch.tensor([[0.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0]])
+    out = refine_cams_with_par(
+        lambda images, maps: maps,
+        torch.rand(2, 3, 6, 5),
+        cams,
+        labels,
+        0.7,
+        0.25,
+        down_scale=1.0,
+    )
+    probs = torch.cat([torch.full((2, 1, 6, 5), 0.7), cams], 1).softmax(1)
+    expected = torch.cat([probs[:, :1], probs[:, 1:] * labels[:, :, None, None]], 1)
+    assert torch.equal(out[0], torch.full((6, 5), 2))  # class index 1, not 2 or 3
+    assert torch.equal(out[1, :, 2:], torch.full((6, 3), 1))
+    assert torch.equal(out[:, :, 2:], expected.argmax(dim=1)[:, :, 2:])
+    assert torch.equal(out[1, :, :2], torch.zeros(6, 2, dtype=torch.long))
+
+
 def test_refine_without_foreground_label_is_background():
     cams = _cams(batch=2, classes=3)
     labels = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
