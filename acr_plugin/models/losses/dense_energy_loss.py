@@ -265,7 +265,7 @@ class DenseEnergyLoss(nn.Module):
     ``gate='uncertainty'`` weights each pixel's energy by ``1 - max_k S_k``
     (held constant; 1 where the caller's ``ignore`` mask is set, e.g. the
     ignore band of the pseudo labels), so confident pixels are barely
-    regularised: the gating of ToCo's released loss as we read it (method.md
+    regularised: the gating of ToCo's released loss as we read it (the paper
     lists only the weights and bandwidths, so it is off by default).
 
     Args:

@@ -1,4 +1,4 @@
-"""ToCo-style single-stage WSSS model (Ru et al., CVPR 2023; method.md §3)."""
+"""ToCo-style single-stage WSSS model (Ru et al., CVPR 2023)."""
 
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -79,15 +79,14 @@ class ToCo(BaseSegmentor):
     """Token-contrast single-stage WSSS: classifier CAMs, pseudo labels and a
     segmentation decoder trained together.
 
-    Parts (method.md §3): bias-free 1x1 classifiers on the global max pool of the
-    final tokens (``classifier``) and on an intermediate block's tokens
-    (``aux_classifier``); multi-scale + flip CAMs; pseudo labels with an ignore
-    band refined by PAR (``par``) for the decoder; patch-token contrast (PTC)
-    of the final tokens against the aux CAM's labels; class-token contrast
-    (CTC) between 2 global views (EMA teacher) and local crops (student) through
-    ``ctc_head``; decoder (``decode_head``, e.g. ``LargeFOVHead``) trained with
-    its ``loss_decode`` (ToCo: ``BgFgBalancedCELoss``) and an optional dense
-    energy loss (``loss_reg``).
+    Parts (Ru et al., CVPR 2023): bias-free 1x1 classifiers on the global max pool of
+    the final tokens (``classifier``) and on an intermediate block's tokens
+    (``aux_classifier``); multi-scale + flip CAMs; pseudo labels with an ignore band
+    refined by PAR (``par``) for the decoder; patch-token contrast (PTC) of the final
+    tokens against the aux CAM's labels; class-token contrast (CTC) between 2 global
+    views (EMA teacher) and local crops (student) through ``ctc_head``; decoder
+    (``decode_head``, e.g. ``LargeFOVHead``) trained with its ``loss_decode`` (ToCo:
+    ``BgFgBalancedCELoss``) and an optional dense energy loss (``loss_reg``).
 
     Every loss is a module with ``loss_name`` / ``loss_weight``; the iteration
     schedule of the weights belongs in ``TrainPhaseHook`` (which calls
@@ -147,7 +146,7 @@ class ToCo(BaseSegmentor):
             a dict of ``acr_plugin.utils.dense_crf`` arguments, ``{}`` for its
             defaults: the decoder's test masks are refined by a dense CRF on
             ``softmax(seg_logits)``, whose log marginals replace ``seg_logits``,
-            method.md §3; ``output='seg'`` only).
+            Ru et al., CVPR 2023; ``output='seg'`` only).
         data_preprocessor (dict, optional): ``SegDataPreProcessor``.
         init_cfg (dict, optional): Initialisation config.
     """

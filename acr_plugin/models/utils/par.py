@@ -1,6 +1,6 @@
 """Pixel-adaptive refinement (PAR) of score maps by local colour affinity.
 
-ToCo (method.md section 3) refines its label-masked CAMs with a fixed,
+ToCo (Ru et al., CVPR 2023) refines its label-masked CAMs with a fixed,
 parameter-free random walk whose transition weights come from the image: each
 pixel ``i`` looks at 8 neighbours at each dilation ``d`` (offsets ``(+-d, 0)``,
 ``(0, +-d)``, ``(+-d, +-d)``, replicate padding) and

@@ -1,4 +1,4 @@
-"""Pure tensor operations of ToCo's single-stage training (method.md section 3).
+"""Pure tensor operations of ToCo's single-stage training (Ru et al., CVPR 2023).
 
 Pseudo labels from CAMs (ignore band, PAR refinement with two background
 levels), the uncertainty map that places the local crops of the class-token

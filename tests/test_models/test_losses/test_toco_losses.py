@@ -174,7 +174,7 @@ def test_ctc_edge_cases_and_scale_invariance():
     value = class_token_contrast(student, teacher, none_pos, 0.5)
     ref = ctc_reference(student, teacher, none_pos, 0.5)
     assert math.isfinite(value.item()) and abs(value.item() - ref) < 1e-9 * ref
-    assert value.item() < 20  # method.md's 2 * (0 + eps) would give ~1e4
+    assert value.item() < 20  # the paper's 2 * (0 + eps) would give ~1e4
     # L2 normalisation inside: positive rescaling of rows changes nothing
     mixed = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 1]], dtype=torch.bool)
     base = class_token_contrast(student, teacher, mixed, 0.5)

@@ -383,7 +383,7 @@ def test_acr_second_view_moves_the_padding_mask_with_the_flip():
 
 
 def test_classifiers_read_the_global_max_pool_of_the_tokens():
-    """method.md §3: Conv2d(D, C, 1) AFTER global max pooling (not a max over
+    """Ru et al., CVPR 2023: Conv2d(D, C, 1) AFTER global max pooling (not a max over
     the CAM, which picks one location per class)."""
     model = build()
     outputs = model.forward_outputs(torch.randn(2, 3, 32, 32))
