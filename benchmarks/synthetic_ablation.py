@@ -92,8 +92,8 @@ PRETRAIN_CFG = (
 VIT_CAM_CFG = 'configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_CFG = 'configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
 
-TOCO_CFG = 'configs/toco/toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
-ACR_TOCO_CFG = 'configs/acr/acr_toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
+TOCO_CFG = 'configs/toco/toco_tiny-p8_1xb32-600it_synthetic-64x64.py'
+ACR_TOCO_CFG = 'configs/acr/acr_toco_tiny-p8_1xb32-600it_synthetic-64x64.py'
 MCT_CFG = 'configs/mctformer/mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_MCT_CFG = 'configs/acr/acr_mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.py'
 MCT1_CFG = 'configs/mctformer/mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'

@@ -64,7 +64,7 @@ import acr_plugin  # noqa: F401  (registers the models)
 from acr_plugin.models.segmentors import toco as toco_module
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOCO_CFG = 'configs/toco/toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
+TOCO_CFG = 'configs/toco/toco_tiny-p8_1xb32-600it_synthetic-64x64.py'
 VIT_CAM_CFG = 'configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
 
 

@@ -17,8 +17,8 @@ from acr_plugin.structures import IMG_LABELS
 from acr_plugin.utils import crf_available
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-TOCO = 'configs/toco/toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
-ACR_TOCO = 'configs/acr/acr_toco_tiny-p8_1xb64-600it_synthetic-64x64.py'
+TOCO = 'configs/toco/toco_tiny-p8_1xb32-600it_synthetic-64x64.py'
+ACR_TOCO = 'configs/acr/acr_toco_tiny-p8_1xb32-600it_synthetic-64x64.py'
 
 
 def tiny_model_cfg(**overrides) -> dict:

@@ -9,7 +9,7 @@
 # gradient head does not apply: ToCo classifies from the patch tokens (GMP),
 # its class token never reaches the logits, so d(logit)/d(attention) has no
 # class-token row.
-_base_ = ['../toco/toco_tiny-p8_1xb64-600it_synthetic-64x64.py']
+_base_ = ['../toco/toco_tiny-p8_1xb32-600it_synthetic-64x64.py']
 
 model = dict(
     _delete_=True,

@@ -18,9 +18,9 @@ _base_ = [
 # (4 crops of 448 px = 4 x 28 x 28 = 3136 tokens) lies between 32 and 64 twin
 # images of 8 x 8 tokens (2048 / 4096). Per image ToCo runs the ViT on 15
 # views (the input, 5 more for the flip CAMs at 3 scales, the second global
-# view, 8 local crops) plus PAR and the dense energy, ~7x a ViT-CAM image:
-# at 64 the 600 iterations took 30 min on a quiet CPU core and hours on a
-# shared one; at 32 the whole run takes ~3x the ViT-CAM twin's
+# view, 8 local crops) plus PAR and the dense energy, ~8x a ViT-CAM image:
+# at 64 the 600 steps alone took 34 min on one CPU core (hours with 2
+# threads on shared cores); at 32 the whole run takes 2.4x the ViT-CAM twin's
 # (benchmarks/toco_twin_speed.py). 32 is also the batch of the synthetic
 # ablation's ToCo runs (benchmarks/synthetic_ablation.py).
 train_dataloader = dict(batch_size=32)
