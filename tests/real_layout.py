@@ -32,6 +32,7 @@ import imgviz
 import numpy as np
 from PIL import Image
 
+from acr_plugin.apis.pseudo_labels import label_to_png
 from acr_plugin.datasets.coco_conversion import COCO_THING_CLASSES
 
 VOC_CLASSES = tuple(imgviz.data.voc()['class_names'])  # background first
@@ -75,11 +76,12 @@ def _write_jpg(path: str, rgb: np.ndarray) -> None:
 
 
 def _write_png(path: str, label: np.ndarray, palette=None) -> None:
+    """A palette PNG (as VOC's masks) with ``palette``, else a gray one."""
     os.makedirs(osp.dirname(path), exist_ok=True)
-    img = Image.fromarray(np.ascontiguousarray(label), mode='P' if palette else 'L')
-    if palette is not None:
-        img.putpalette(np.asarray(palette, dtype=np.uint8).flatten().tolist())
-    img.save(path)
+    if palette is None:
+        Image.fromarray(np.ascontiguousarray(label)).save(path)
+    else:
+        label_to_png(label, palette).save(path)
 
 
 def _multi_hot(label: np.ndarray, num_classes: int) -> np.ndarray:

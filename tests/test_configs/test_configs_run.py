@@ -172,12 +172,12 @@ def write_synthetic_pseudo_labels(cfg: Config, workdir: str) -> None:
 
     data = cfg.train_dataloader.dataset.copy()
     out = osp.join(workdir, data.pop('pseudo_label_dir'))
-    data.update(num_samples=NUM_SYNTHETIC['train'], pipeline=[])
+    data.update(num_samples=NUM_SYNTHETIC['train'], pipeline=[], pseudo_label_dir=out)
     dataset = DATASETS.build(data)
     os.makedirs(out, exist_ok=True)
-    for i in range(len(dataset)):
+    for i in range(NUM_SYNTHETIC['train']):
         label = dataset.render(i)['gt_seg_map']
-        Image.fromarray(label).save(osp.join(out, f'{i:06d}.png'))
+        Image.fromarray(label).save(dataset.pseudo_label_path(i))
 
 
 @pytest.fixture(scope='module')
