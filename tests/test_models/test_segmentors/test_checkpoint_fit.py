@@ -17,19 +17,19 @@ from acr_plugin.models.segmentors.checkpoint_fit import (
 )
 from tests.samples import make_samples
 
-SYNTHETIC = '1xb64-600it_synthetic-64x64.py'
+SYNTHETIC = '600it_synthetic-64x64.py'
 HOSTS = {
     'vit_cam': (
-        f'configs/vit_cam/vit-cam_tiny-p8_{SYNTHETIC}',
-        f'configs/acr/acr_vit-cam_tiny-p8_{SYNTHETIC}',
+        f'configs/vit_cam/vit-cam_tiny-p8_1xb64-{SYNTHETIC}',
+        f'configs/acr/acr_vit-cam_tiny-p8_1xb64-{SYNTHETIC}',
     ),
     'toco': (
-        f'configs/toco/toco_tiny-p8_{SYNTHETIC}',
-        f'configs/acr/acr_toco_tiny-p8_{SYNTHETIC}',
+        f'configs/toco/toco_tiny-p8_1xb32-{SYNTHETIC}',
+        f'configs/acr/acr_toco_tiny-p8_1xb32-{SYNTHETIC}',
     ),
     'mctformer': (
-        f'configs/mctformer/mctformer-v2_tiny-p8_{SYNTHETIC}',
-        f'configs/acr/acr_mctformer-v2_tiny-p8_{SYNTHETIC}',
+        f'configs/mctformer/mctformer-v2_tiny-p8_1xb64-{SYNTHETIC}',
+        f'configs/acr/acr_mctformer-v2_tiny-p8_1xb64-{SYNTHETIC}',
     ),
 }
 LABELS = [[1, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0, 0]]
