@@ -183,8 +183,7 @@ def instrument_toco(model, optim_wrapper, timer: PartTimer) -> None:
     timer.wrap(model.data_preprocessor, 'forward', 'data_preprocessor')
     timer.wrap(model, 'forward_outputs', 'forward_outputs')
     timer.wrap(model, 'multi_scale_cams', 'multi_scale_cams')
-    for name in ('ignore_band_labels', 'downsample_labels'):
-        timer.wrap(toco_module, name, 'ptc')
+    timer.wrap(toco_module, 'token_band_labels', 'ptc')
     if model.loss_ptc is not None:
         timer.wrap(model.loss_ptc, 'forward', 'ptc')
     timer.wrap(model, '_ctc_loss', 'ctc')

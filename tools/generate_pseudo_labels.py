@@ -19,6 +19,11 @@ Examples::
         --out-dir data/VOCdevkit/VOC2012/PseudoLabels --crf \\
         --bg-thr auto --thr-split-cfg-key train_cam_dataloader
 
+    # plus ACR's low- / high-alpha CRF label sets (AffinityNet's la / ha
+    # labels) in work_dirs/pl_crf_la1 and work_dirs/pl_crf_ha12
+    python tools/generate_pseudo_labels.py CONFIG CKPT --out-dir work_dirs/pl \\
+        --crf-alpha 1 12
+
 ``--bg-thr auto`` runs a ``CAMMetric`` sweep first and needs pixel labels in
 the sweep split (a test pipeline that keeps ``gt_sem_seg``); a best threshold
 at the edge of the sweep is logged as a warning. The pseudo-label mIoU
@@ -27,7 +32,9 @@ Existing files are skipped, so an interrupted run resumes.
 """
 
 import argparse
+import math
 import os
+import os.path as osp
 from typing import List, Optional, Tuple, Union
 
 from mmengine.config import Config, DictAction
@@ -58,6 +65,26 @@ def parse_bg_thr(value: str) -> Union[str, float]:
             f'--bg-thr must be "auto" or a number, got "{value}"'
         ) from err
     return thr
+
+
+def crf_alpha_dirs(out_dir: str, low: float, high: float) -> Tuple[str, str]:
+    """Folders of the low- and high-alpha CRF label sets of ``--crf-alpha``.
+
+    Siblings of the output folder named after it and the powers:
+    ``<out-dir>_crf_la<LOW>`` and ``<out-dir>_crf_ha<HIGH>`` (``%g`` format,
+    e.g. ``PseudoLabels_crf_la1`` / ``PseudoLabels_crf_ha12``), so sets of
+    other powers never resume from each other's files.
+
+    Args:
+        out_dir (str): ``--out-dir`` (the main pseudo labels).
+        low (float): The low background power.
+        high (float): The high background power.
+
+    Returns:
+        tuple[str, str]: Absolute paths of the low- and high-alpha folders.
+    """
+    base = osp.abspath(out_dir)
+    return f'{base}_crf_la{low:g}', f'{base}_crf_ha{high:g}'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -101,12 +128,23 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'ground truth and a test pipeline, its own pipeline). Default: the '
         'labelled split and pipeline',
     )
-    parser.add_argument('--crf', action='store_true', help='refine with dense CRF')
+    parser.add_argument(
+        '--crf',
+        action='store_true',
+        help='refine the labels with a dense CRF (background score: the '
+        'threshold plane)',
+    )
     parser.add_argument(
         '--crf-alpha',
+        nargs=2,
         type=float,
-        help='dense CRF background score (1 - max_c cam_c) ** alpha '
-        '(the ACR release: 1 or 12); default: the background threshold plane',
+        metavar=('LOW', 'HIGH'),
+        help="also write ACR's two dense-CRF label sets (AffinityNet's la / ha "
+        'labels; the ACR release uses 1 12, PSA 4 32): background score '
+        '(1 - max_c cam_c) ** alpha at alpha LOW and at alpha HIGH (0 < LOW < '
+        'HIGH; a higher alpha weakens the background), CRF-refined, into '
+        '<out-dir>_crf_la<LOW> and <out-dir>_crf_ha<HIGH> (siblings of '
+        '--out-dir). Independent of --crf and --bg-thr',
     )
     parser.add_argument(
         '--batch-size',
@@ -122,13 +160,25 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='override config keys, e.g. test_dataloader.dataset.num_samples=100',
     )
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch'], default='none', help='job launcher'
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm'],
+        default='none',
+        help='job launcher',
     )
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    if args.crf_alpha is not None and not args.crf:
-        parser.error('--crf-alpha needs --crf')
+    if args.crf_alpha is not None:
+        low, high = args.crf_alpha
+        if not all(math.isfinite(a) and a > 0 for a in (low, high)):
+            parser.error(
+                f'--crf-alpha: LOW and HIGH must be finite numbers > 0, got '
+                f'{low:g} {high:g}'
+            )
+        if not low < high:
+            parser.error(
+                f'--crf-alpha: LOW must be smaller than HIGH, got {low:g} {high:g}'
+            )
     if args.split is not None and args.split_cfg_key is not None:
         parser.error('give --split or --split-cfg-key, not both')
     return args
@@ -153,29 +203,31 @@ def resolve_split(args: argparse.Namespace) -> Tuple[str, Optional[str]]:
     return split_key, pipeline_key
 
 
-def init_distributed(cfg: Config) -> None:
-    """``torch.distributed.run`` environment -> process group.
+def init_distributed(cfg: Config, launcher: str = 'pytorch') -> None:
+    """``torch.distributed.run`` (``pytorch``) or ``srun`` (``slurm``)
+    environment -> process group.
 
     CPU-only machines go through the same set-up as training
     (:func:`setup_cpu_distributed`: gloo, clear errors for a GPU backend or a
-    missing torchrun environment); with GPUs, mmengine's ``init_dist``.
+    missing torchrun / srun environment); with GPUs, mmengine's ``init_dist``.
     """
-    cfg.launcher = 'pytorch'
+    cfg.launcher = launcher
     if not setup_cpu_distributed(cfg):
         backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'nccl')
-        init_dist('pytorch', backend=backend)
+        init_dist(launcher, backend=backend)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    if args.crf and not crf_available():
-        raise ImportError(f'--crf: {CRF_INSTALL_HINT}')
+    for flag, used in (('--crf', args.crf), ('--crf-alpha', args.crf_alpha)):
+        if used and not crf_available():
+            raise ImportError(f'{flag}: {CRF_INSTALL_HINT}')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    opened_group = args.launcher == 'pytorch' and not is_distributed()
+    opened_group = args.launcher != 'none' and not is_distributed()
     if opened_group:
-        init_distributed(cfg)
+        init_distributed(cfg, args.launcher)
 
     model = build_model(cfg, args.checkpoint)
     split_key, pipeline_key = resolve_split(args)
@@ -203,11 +255,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
             )
 
     dataset = build_split_dataset(cfg, split_key, pipeline_key)
-    crf = None
-    if args.crf:
-        crf = dict(num_iters=10)
-        if args.crf_alpha is not None:
-            crf['alpha'] = args.crf_alpha
+    # dense_crf's defaults are the ACR kernels (Gaussian sxy 3 / compat 3,
+    # bilateral sxy 80 / srgb 13 / compat 10)
+    crf = dict(num_iters=10) if args.crf else None
+    crf_sets = {}
+    if args.crf_alpha is not None:
+        for folder, alpha in zip(
+            crf_alpha_dirs(args.out_dir, *args.crf_alpha), args.crf_alpha
+        ):
+            crf_sets[folder] = dict(num_iters=10, alpha=alpha)
     result = generate_pseudo_labels(
         model,
         dataset,
@@ -217,6 +273,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         batch_size=batch_size,
         num_workers=args.num_workers,
         progress=progress,
+        crf_sets=crf_sets,
     )
     if get_dist_info()[0] == 0:
         thr = 'model default' if bg_thr is None else f'{bg_thr:.2f}'
@@ -229,6 +286,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
         )
         if result['metrics'] is not None:
             print(f'pseudo-label mIoU: {float(result["metrics"]["mIoU"]):.2f}')
+        for folder, out in result['crf_sets'].items():
+            miou = out['metrics']
+            miou = '' if miou is None else f', mIoU {float(miou["mIoU"]):.2f}'
+            print(
+                f'CRF labels at alpha {crf_sets[folder]["alpha"]:g} in {folder} '
+                f'(rank 0 wrote {out["written"]}, skipped {out["skipped"]}){miou}'
+            )
     del model
     if opened_group:  # a group the caller opened stays open
         teardown_distributed()

@@ -59,7 +59,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--bg-thr', default='auto', help='"auto" (val sweep) or a number'
     )
     parser.add_argument('--crf', action='store_true', help='dense CRF on labels')
-    parser.add_argument('--crf-alpha', type=float, help='see generate_pseudo_labels')
+    parser.add_argument(
+        '--crf-alpha',
+        type=float,
+        help='with --crf: background score (1 - max_c cam_c) ** alpha instead '
+        'of the threshold plane (one set; generate_pseudo_labels.py '
+        '--crf-alpha LOW HIGH writes two extra sets)',
+    )
     parser.add_argument('--num-train', type=int, help='train split size')
     parser.add_argument('--num-val', type=int, help='val split size')
     parser.add_argument('--wsss-iters', type=int, help='WSSS training iterations')

@@ -21,9 +21,10 @@ Call graph::
     build_model(cfg, ckpt) / build_split_dataset(cfg, key)
     search_bg_threshold(model, dataset)   -> CAMMetric sweep -> best_thr
       '- sweep_edge_warning()            (best_thr at the sweep's edge)
-    generate_pseudo_labels(model, dataset, out_dir, bg_thr, crf)
+    generate_pseudo_labels(model, dataset, out_dir, bg_thr, crf, crf_sets)
       |- model.test_step(missing samples) -> labels_from_seg_logits()
-      |    '- crf_refine_labels()  (optional)
+      |    '- crf_refine_labels()  (optional; once more per crf_sets folder,
+      |                             e.g. ACR's low- / high-alpha CRF sets)
       |- save_label_png()                 (atomic)
       '- IoUMetric over the written labels vs ground truth (if any)
 """
@@ -458,29 +459,77 @@ def search_bg_threshold(
 def _label_samples(
     model: nn.Module,
     data: Dict[str, List[Any]],
-    positions: List[int],
+    wanted: Sequence[Sequence[int]],
     bg_thr: Optional[float],
-    crf: Optional[dict],
-) -> List[np.ndarray]:
-    """Run the model on the samples ``positions`` of a collated batch."""
+    crfs: Sequence[Optional[dict]],
+) -> List[Dict[int, np.ndarray]]:
+    """Label the samples of a collated batch for several label sets.
+
+    The model runs once on the union of the wanted positions; every label set
+    then derives its labels from the same seg logits.
+
+    Args:
+        model (nn.Module): The WSSS model.
+        data (dict): A collated batch (``inputs``, ``data_samples``).
+        wanted (Sequence[Sequence[int]]): Per label set, the batch positions
+            to label.
+        bg_thr (float, optional): Background threshold (see
+            :func:`labels_from_seg_logits`).
+        crfs (Sequence[dict | None]): Per label set, its dense-CRF options
+            (``alpha`` + :func:`~acr_plugin.utils.dense_crf.dense_crf`
+            arguments) or None (no CRF).
+
+    Returns:
+        list[dict[int, np.ndarray]]: Per label set, position -> uint8
+        ``(H, W)`` label.
+    """
+    positions = sorted({p for set_positions in wanted for p in set_positions})
+    labels = [{} for _ in wanted]
+    if not positions:
+        return labels
     sub = dict(
         inputs=[data['inputs'][i] for i in positions],
         data_samples=[data['data_samples'][i] for i in positions],
     )
-    outputs = model.test_step(sub)
-    crf_kwargs = dict(crf or {})
-    alpha = crf_kwargs.pop('alpha', None)
-    labels = []
-    for position, out in zip(positions, outputs):
-        seg_logits = out.seg_logits.data
-        if crf is None:
-            label = labels_from_seg_logits(seg_logits, bg_thr).cpu().numpy()
-        else:
-            img = image_for_crf(data['inputs'][position], seg_logits.shape[1:])
-            scores = crf_scores(seg_logits, bg_thr, alpha)
-            label = crf_refine_labels(img, scores, **crf_kwargs)
-        labels.append(label.astype(np.uint8))
+    seg_logits = {
+        p: out.seg_logits.data for p, out in zip(positions, model.test_step(sub))
+    }
+    images = {}  # the CRF image of a position, shared by the label sets
+    for set_labels, set_positions, crf in zip(labels, wanted, crfs):
+        crf_kwargs = dict(crf or {})
+        alpha = crf_kwargs.pop('alpha', None)
+        for p in set_positions:
+            logits = seg_logits[p]
+            if crf is None:
+                label = labels_from_seg_logits(logits, bg_thr).cpu().numpy()
+            else:
+                if p not in images:
+                    images[p] = image_for_crf(data['inputs'][p], logits.shape[1:])
+                scores = crf_scores(logits, bg_thr, alpha)
+                label = crf_refine_labels(images[p], scores, **crf_kwargs)
+            set_labels[p] = label.astype(np.uint8)
     return labels
+
+
+def _label_sets(
+    out_dir: str, crf: Optional[dict], crf_sets: Optional[Dict[str, dict]]
+) -> List[Tuple[str, Optional[dict]]]:
+    """``(folder, crf)`` of the main label set and of the extra CRF sets."""
+    sets = [(out_dir, crf)]
+    for folder, options in (crf_sets or {}).items():
+        if not isinstance(options, dict):
+            raise TypeError(
+                f'crf_sets["{folder}"] must be a dict of dense-CRF options, got '
+                f'{type(options).__name__}'
+            )
+        sets.append((folder, dict(options)))
+    folders = [osp.abspath(folder) for folder, _ in sets]
+    if len(set(folders)) != len(folders):
+        raise ValueError(
+            f'the label sets need distinct folders, got out_dir "{out_dir}" and '
+            f'crf_sets {list(crf_sets or {})}'
+        )
+    return sets
 
 
 def _gt_map(sample) -> Optional[Tensor]:
@@ -511,13 +560,16 @@ def generate_pseudo_labels(
     num_workers: int = 0,
     evaluate: bool = True,
     progress: bool = True,
+    crf_sets: Optional[Dict[str, dict]] = None,
 ) -> Dict[str, Any]:
     """Write one palette PNG pseudo label per sample of ``dataset``.
 
     Samples whose file already exists are not recomputed (resume). With
     ground truth in every sample (``gt_sem_seg``), the pseudo labels (the
     files, old and new) are scored with mmseg's ``IoUMetric``, gathered
-    across ranks.
+    across ranks. ``crf_sets`` writes further label sets from the same model
+    outputs (one forward per sample), e.g. the low- and high-alpha CRF sets
+    of PSA/ACR (``{dir_la: dict(alpha=1.0), dir_ha: dict(alpha=12.0)}``).
 
     Args:
         model (nn.Module): A WSSS model in eval mode whose ``predict``
@@ -538,11 +590,17 @@ def generate_pseudo_labels(
         evaluate (bool): Score the labels when ground truth exists.
             Defaults to True.
         progress (bool): Progress bar with ETA on rank 0. Defaults to True.
+        crf_sets (dict[str, dict], optional): Further label sets: output
+            folder (created; distinct from ``out_dir`` and from each other)
+            -> its dense-CRF options (as ``crf``). Each folder is written,
+            resumed and scored like ``out_dir``. Defaults to None (none).
 
     Returns:
         dict: ``num_samples``, ``written`` and ``skipped`` (this rank),
         ``bg_thr``, ``out_dir`` and ``metrics`` (``IoUMetric``'s dict, with
-        ``mIoU`` in percent; None without ground truth or evaluation).
+        ``mIoU`` in percent; None without ground truth or evaluation) of the
+        main set, and ``crf_sets``: folder -> ``dict(written, skipped,
+        metrics)`` of each extra set (empty without ``crf_sets``).
     """
     num_samples = len(dataset)
     if num_samples == 0:
@@ -553,42 +611,52 @@ def generate_pseudo_labels(
             f'{type(dataset).__name__}.metainfo needs "classes" and "palette" '
             'to write palette PNGs'
         )
-    os.makedirs(out_dir, exist_ok=True)
+    sets = _label_sets(out_dir, crf, crf_sets)
+    folders = [folder for folder, _ in sets]
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
     rank, world_size = get_dist_info()
     own = shard_indices(num_samples, rank, world_size)
     padded = shard_indices(num_samples, rank, world_size, pad=True)
-    metric = IoUMetric(iou_metrics=['mIoU'])
-    metric.dataset_meta = meta
+    iou_metrics = []
+    for _ in sets:
+        metric = IoUMetric(iou_metrics=['mIoU'])
+        metric.dataset_meta = meta
+        iou_metrics.append(metric)
     has_gt = True
-    written = skipped = 0
+    written = [0] * len(sets)
+    skipped = [0] * len(sets)
 
     bar = _progress(len(own), progress)
     with torch.no_grad():
         for data in _iter_shard(dataset, own, batch_size, num_workers):
             samples = data['data_samples']
-            paths = [
-                osp.join(out_dir, sample_name(s.img_path) + '.png') for s in samples
+            names = [sample_name(s.img_path) + '.png' for s in samples]
+            paths = [[osp.join(folder, n) for n in names] for folder in folders]
+            missing = [
+                [i for i, p in enumerate(set_paths) if not osp.isfile(p)]
+                for set_paths in paths
             ]
-            missing = [i for i, p in enumerate(paths) if not osp.isfile(p)]
-            new = {}
-            if missing:
-                labels = _label_samples(model, data, missing, bg_thr, crf)
-                for i, label in zip(missing, labels):
-                    save_label_png(label, paths[i], meta['palette'])
-                    new[i] = label
-            written += len(missing)
-            skipped += len(samples) - len(missing)
+            new = _label_samples(model, data, missing, bg_thr, [c for _, c in sets])
+            for k, set_labels in enumerate(new):
+                for i, label in set_labels.items():
+                    save_label_png(label, paths[k][i], meta['palette'])
+                written[k] += len(missing[k])
+                skipped[k] += len(samples) - len(missing[k])
             for i, sample in enumerate(samples):
                 gt = _gt_map(sample)
                 has_gt = has_gt and gt is not None
                 if evaluate and has_gt:
-                    label = new[i] if i in new else read_label_png(paths[i])
-                    metric.process(data, [_iou_entry(label, gt)])
+                    for k, metric in enumerate(iou_metrics):
+                        label = new[k].get(i)
+                        if label is None:
+                            label = read_label_png(paths[k][i])
+                        metric.process(data, [_iou_entry(label, gt)])
             if bar is not None:
                 bar.update(len(samples))
     _finish_progress(bar)
 
-    metrics = None
+    metrics = [None] * len(sets)
     barrier()  # every rank's files exist before padding samples are read
     if evaluate:
         # the padding positions (at most one per rank) repeat other ranks'
@@ -598,10 +666,12 @@ def generate_pseudo_labels(
             gt = _gt_map(sample)
             has_gt = has_gt and gt is not None
             if has_gt:
-                path = osp.join(out_dir, sample_name(sample.img_path) + '.png')
-                metric.process({}, [_iou_entry(read_label_png(path), gt)])
+                name = sample_name(sample.img_path) + '.png'
+                for folder, metric in zip(folders, iou_metrics):
+                    label = read_label_png(osp.join(folder, name))
+                    metric.process({}, [_iou_entry(label, gt)])
         if _all_ranks_true(has_gt):
-            metrics = metric.evaluate(num_samples)
+            metrics = [metric.evaluate(num_samples) for metric in iou_metrics]
         else:
             print_log(
                 'no pixel ground truth ("gt_sem_seg") in the samples: '
@@ -611,9 +681,14 @@ def generate_pseudo_labels(
             )
     return dict(
         num_samples=num_samples,
-        written=written,
-        skipped=skipped,
+        written=written[0],
+        skipped=skipped[0],
         bg_thr=bg_thr,
         out_dir=out_dir,
-        metrics=metrics,
+        metrics=metrics[0],
+        crf_sets={
+            folder: dict(written=written[k], skipped=skipped[k], metrics=metrics[k])
+            for k, folder in enumerate(folders)
+            if k > 0
+        },
     )

@@ -20,7 +20,7 @@ model = dict(
         type='ClsTokenGradCAMHead',
         variant='grad',
         start_layer=-2,
-        refine=False,
+        refine=True,  # the official script's --aff True
         flip=True,
         input_size=(384, 384),
     ),

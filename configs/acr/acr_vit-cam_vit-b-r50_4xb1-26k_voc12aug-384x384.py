@@ -2,8 +2,11 @@
 # the ViT-CAM VOC config wrapped unchanged; second view = horizontal flip;
 # L = MLSM(z1) + MLSM(z2) + alpha * (L_cls_attn + L_aff), alpha = 125, L1,
 # all 12 layers, heads averaged, no stop-gradient. Localisation: the
-# class-token-gradient CAM (GETAM-style "grad" variant, layers 10..11, input
-# resized to 384, flip TTA summed, min-max eps 1e-6).
+# class-token-gradient CAM as the official inference script runs it
+# (--getam_func grad --start_layer 10 --aff True): GETAM-style "grad" variant on
+# layers 10..11, refined by the patch affinity (head-averaged patch-to-patch
+# attention summed over all 12 blocks), input resized to 384, flip TTA summed,
+# min-max eps 1e-6.
 #   bash tools/dist_train.sh configs/acr/acr_vit-cam_vit-b-r50_4xb1-26k_voc12aug-384x384.py 4
 _base_ = ['../vit_cam/vit-cam_vit-b-r50_4xb1-26k_voc12aug-384x384.py']
 
@@ -25,7 +28,7 @@ model = dict(
         type='ClsTokenGradCAMHead',
         variant='grad',
         start_layer=-2,
-        refine=False,
+        refine=True,  # the official script's --aff True
         flip=True,
         input_size=(384, 384),
     ),

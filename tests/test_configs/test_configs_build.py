@@ -126,3 +126,27 @@ def test_acr_config_wraps_its_baseline_unchanged(path):
     for key in set(acr) | set(base):
         if key not in ('model', '_base_'):
             assert acr.get(key) == base.get(key), key
+
+
+OFFICIAL_ACR = [
+    p for p in ACR_CONFIGS if osp.basename(p).startswith('acr_vit-cam_vit-b-r50')
+]
+
+
+@pytest.mark.parametrize(
+    'path', OFFICIAL_ACR, ids=[osp.relpath(p, ROOT) for p in OFFICIAL_ACR]
+)
+def test_official_acr_configs_localise_as_the_official_script(path):
+    """The ACR authors' inference runs --getam_func grad --start_layer 10
+    --aff True: the "grad" variant over blocks 10 and 11 of the 12, refined by
+    the patch affinity, flip TTA, at 384 px (Sun et al., arXiv 2308.04321)."""
+    from acr_plugin.models.heads.grad_cam_ops import resolve_start_layer
+
+    cfg = Config.fromfile(path)
+    head = cfg.model.predictor
+    assert cfg.model.model.backbone.model_name == 'vit_base_r50_s16_384'
+    depth = 12  # blocks of timm's vit_base_r50_s16_384
+    assert head.type == 'ClsTokenGradCAMHead' and head.variant == 'grad'
+    assert resolve_start_layer(head.start_layer, depth) == 10
+    assert head.refine is True and head.flip is True
+    assert tuple(head.input_size) == (384, 384)

@@ -228,3 +228,26 @@ def test_troubleshooting_explains_the_messages():
     assert 'mmcv/cnn/bricks/transformer.py' in docs
     assert 'acr_plugin/utils/host_messages.py' in docs
     assert "so do mmseg's own tools" in docs
+
+
+def test_docs_name_tests_that_exist():
+    """Every ``test_file.py::test_name`` a doc names (``*`` as a wildcard)
+    is a test function of a file under tests/."""
+    import fnmatch
+    import glob
+
+    files = {
+        osp.basename(p): _read(osp.relpath(p, ROOT))
+        for p in glob.glob(osp.join(ROOT, 'tests', '**', 'test_*.py'), recursive=True)
+    }
+    docs = ['README.md'] + sorted(
+        osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'docs', '*.md'))
+    )
+    named = 0
+    for doc in docs:
+        for file, name in re.findall(r'(test_\w+\.py)::(test_[\w*]+)', _read(doc)):
+            assert file in files, f'{doc}: no tests/**/{file}'
+            defined = re.findall(r'^def (test_\w+)', files[file], flags=re.M)
+            assert fnmatch.filter(defined, name), f'{doc}: no {file}::{name}'
+            named += 1
+    assert named >= 8  # docs/toco.md names its tests

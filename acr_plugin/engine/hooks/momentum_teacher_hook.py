@@ -18,6 +18,13 @@ class MomentumTeacherHook(Hook):
     ``CTCProjectionHead`` (ToCo's class-token contrast: the teacher is an EMA
     of the projection head only).
 
+    ToCo (Ru et al., CVPR 2023) moves the teacher at the start of each
+    iteration instead, before its forward, from a copy of the student: the
+    teacher of every iteration is the same (its first move is a no-op, each
+    later one uses the student after the previous step, as here), and a
+    checkpoint (saved after this hook) holds the next iteration's teacher, so
+    resuming continues identically (``test_momentum_teacher_timing.py``).
+
     Args:
         momentum (float): Teacher weight: ``t <- m t + (1 - m) s``.
             Defaults to 0.9 (ToCo).

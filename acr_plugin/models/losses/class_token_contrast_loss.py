@@ -1,23 +1,19 @@
 """Class token contrast (CTC) of ToCo (Ru et al., CVPR 2023).
 
-The projected class tokens of ``L`` local crops (student) are contrasted
-with those of ``G`` global views (EMA teacher, constants). Student and
-teacher outputs are L2-normalised and ``e_jk = exp(<t_j, s_k> / T)``. Per
-image, with ``Pos`` / ``Neg`` its positive / negative local crops and
-``n_j = sum_{n in Neg} e_jn``::
+The projected class tokens of ``S`` student views are contrasted with those
+of ``G`` global views (EMA teacher, constants). In ToCo the students are the
+2 global views followed by the local crops, and both global views are always
+positive. ``e_jk = exp(<t_j, s_k> / T)`` on the projection head's raw outputs
+(they are not unit vectors; ``cosine=True`` L2-normalises both first). Per
+image, with ``Pos`` / ``Neg`` its positive / negative students and ``n_j =
+sum_{n in Neg} e_jn``::
 
     l = sum_j [ sum_{k in Pos} -log(e_jk / (e_jk + n_j + eps))
-                - log(1 / (1 + n_j + eps)) ] / (2 * max(|Pos| + eps, 1))
+                - log(1 / (1 + n_j + eps)) ] / (2 * (|Pos| + eps))
 
 and the loss is the batch mean of ``l``. The constant 2 is ToCo's (its two
-global views), kept whatever ``G`` is.
-
-Guard (ours): the paper's normaliser is ``2 * (|Pos| + eps)``; an image
-without any positive crop (all its crops on confident background, e.g. a
-small object) would divide its ``log(1 + n_j + eps)`` terms by ``2 * eps``,
-i.e. scale them by ``1 / eps`` = 10^4 and dominate the batch. The normaliser
-is therefore clamped to at least 2, which changes nothing when an image has
-a positive crop.
+global views), kept whatever ``G`` is. Every image needs a positive student
+(ToCo's global views guarantee it); an image without one is an error.
 """
 
 import torch
@@ -30,7 +26,7 @@ from torch import Tensor
 def _check_ctc_inputs(student: Tensor, teacher: Tensor, positive: Tensor) -> None:
     if student.dim() != 3:
         raise ValueError(
-            'class_token_contrast: student must be (B, L, K), got shape '
+            'class_token_contrast: student must be (B, S, K), got shape '
             f'{tuple(student.shape)}'
         )
     if teacher.dim() != 3:
@@ -38,15 +34,15 @@ def _check_ctc_inputs(student: Tensor, teacher: Tensor, positive: Tensor) -> Non
             'class_token_contrast: teacher must be (B, G, K), got shape '
             f'{tuple(teacher.shape)}'
         )
-    b, n_local, k = student.shape
+    b, n_student, k = student.shape
     if teacher.shape[0] != b or teacher.shape[2] != k:
         raise ValueError(
             f'class_token_contrast: teacher {tuple(teacher.shape)} must share '
             f'the batch size and feature size of student {tuple(student.shape)}'
         )
-    if tuple(positive.shape) != (b, n_local):
+    if tuple(positive.shape) != (b, n_student):
         raise ValueError(
-            f'class_token_contrast: positive must be (B, L) = {(b, n_local)}, '
+            f'class_token_contrast: positive must be (B, S) = {(b, n_student)}, '
             f'got shape {tuple(positive.shape)}'
         )
     if positive.dtype != torch.bool:
@@ -62,43 +58,56 @@ def class_token_contrast(
     positive: Tensor,
     temperature: float,
     eps: float = 1e-4,
+    cosine: bool = False,
 ) -> Tensor:
-    """CTC loss of local-crop student outputs against global-view teachers.
+    """CTC loss of student outputs against global-view teachers.
 
     Args:
-        student (Tensor): ``(B, L, K)`` projected outputs of the local crops.
+        student (Tensor): ``(B, S, K)`` projected outputs of the student
+            views (ToCo: the 2 global views, then the local crops).
         teacher (Tensor): ``(B, G, K)`` EMA-teacher outputs of the global
             views; detached here (no gradient reaches it).
-        positive (Tensor): ``(B, L)`` bool, True for positive local crops.
+        positive (Tensor): ``(B, S)`` bool, True for positive students; each
+            image needs at least one.
         temperature (float): Softmax temperature ``T`` (> 0).
         eps (float): Stabiliser of the ratios and of the ``|Pos|``
-            normaliser (which is clamped to >= 1, see the module doc).
-            Defaults to 1e-4.
+            normaliser. Defaults to 1e-4.
+        cosine (bool): L2-normalise student and teacher outputs first
+            (cosine logits). Defaults to False: raw dot products, as ToCo.
 
     Returns:
         Tensor: Scalar loss (batch mean).
 
     Raises:
-        ValueError: If shapes, the mask dtype or the temperature are wrong.
+        ValueError: If shapes, the mask dtype or the temperature are wrong, or
+            an image has no positive student.
     """
     _check_ctc_inputs(student, teacher, positive)
     if temperature <= 0:
         raise ValueError(
             f'class_token_contrast: temperature must be > 0, got {temperature}'
         )
-    s = F.normalize(student, dim=-1)
-    t = F.normalize(teacher.detach(), dim=-1)
-    logits = torch.bmm(t, s.transpose(1, 2)) / temperature  # (B, G, L)
+    if not bool(positive.any(dim=1).all()):
+        raise ValueError(
+            'class_token_contrast: every image needs a positive student (ToCo '
+            'counts its global views as positives), got none for image(s) '
+            f'{positive.any(dim=1).logical_not().nonzero().flatten().tolist()}'
+        )
+    teacher = teacher.detach()
+    if cosine:
+        student = F.normalize(student, dim=-1)
+        teacher = F.normalize(teacher, dim=-1)
+    logits = torch.bmm(teacher, student.transpose(1, 2)) / temperature  # (B, G, S)
     e = logits.exp()
 
-    pos = positive[:, None, :]  # (B, 1, L)
+    pos = positive[:, None, :]  # (B, 1, S)
     neg_sum = torch.where(pos, 0.0, e).sum(dim=-1, keepdim=True)  # (B, G, 1)
     # -log(e / (e + n + eps)) = log(e + n + eps) - log(e)
     pos_terms = torch.log(e + neg_sum + eps) - logits
     pos_sum = torch.where(pos, pos_terms, 0.0).sum(dim=(1, 2))  # (B,)
     neg_terms = torch.log1p(neg_sum + eps).sum(dim=(1, 2))  # (B,)
     n_pos = positive.sum(dim=1).to(logits.dtype)
-    per_image = (pos_sum + neg_terms) / (2 * (n_pos + eps).clamp(min=1.0))
+    per_image = (pos_sum + neg_terms) / (2 * (n_pos + eps))
     return per_image.mean()
 
 
@@ -116,6 +125,8 @@ class ClassTokenContrastLoss(nn.Module):
         loss_name (str): Log key; must start with ``loss_``. Defaults to
             ``'loss_ctc'``.
         eps (float): See :func:`class_token_contrast`. Defaults to 1e-4.
+        cosine (bool): Cosine logits instead of ToCo's raw dot products.
+            Defaults to False.
     """
 
     def __init__(
@@ -124,6 +135,7 @@ class ClassTokenContrastLoss(nn.Module):
         temperature: float = 0.5,
         loss_name: str = 'loss_ctc',
         eps: float = 1e-4,
+        cosine: bool = False,
     ) -> None:
         super().__init__()
         if not loss_name.startswith('loss_'):
@@ -138,14 +150,15 @@ class ClassTokenContrastLoss(nn.Module):
         self.loss_weight = loss_weight
         self.temperature = temperature
         self.eps = eps
+        self.cosine = cosine
         self._loss_name = loss_name
 
     def forward(
         self, student: Tensor, teacher: Tensor, positive: Tensor, **kwargs
     ) -> Tensor:
-        """Weighted CTC; ``(B, L, K)`` student, ``(B, G, K)`` teacher."""
+        """Weighted CTC; ``(B, S, K)`` student, ``(B, G, K)`` teacher."""
         return self.loss_weight * class_token_contrast(
-            student, teacher, positive, self.temperature, self.eps
+            student, teacher, positive, self.temperature, self.eps, self.cosine
         )
 
     @property

@@ -20,6 +20,7 @@ from ...structures import (
     valid_masks,
 )
 from ..utils.cam_ops import (
+    SIZE_ROUNDINGS,
     cams_to_seg_logits,
     minmax_normalize,
     multi_scale_flip_cams,
@@ -38,11 +39,10 @@ from ..utils.image_augment import (
 )
 from ..utils.par import PixelAdaptiveRefinement
 from ..utils.toco_ops import (
-    downsample_labels,
-    ignore_band_labels,
     refine_cams_with_par,
     roi_map,
     sample_local_crops,
+    token_band_labels,
 )
 from .checkpoint_fit import install_checkpoint_fit
 from .vit_cam import split_vit_output, token_width
@@ -53,6 +53,7 @@ CAM_SEG_LOGITS = 'cam_seg_logits'
 
 _PSEUDO_DEFAULTS = dict(
     cam_scales=(1.0, 0.5, 1.5),
+    cam_rounding='floor',
     high=0.7,
     low=0.25,
     par_scale=0.5,
@@ -83,8 +84,9 @@ class ToCo(BaseSegmentor):
     the final tokens (``classifier``) and on an intermediate block's tokens
     (``aux_classifier``); multi-scale + flip CAMs; pseudo labels with an ignore band
     refined by PAR (``par``) for the decoder; patch-token contrast (PTC) of the final
-    tokens against the aux CAM's labels; class-token contrast (CTC) between 2 global
-    views (EMA teacher) and local crops (student) through ``ctc_head``; decoder
+    tokens against the aux CAM's labels at the token grid; class-token contrast (CTC)
+    of 2 global views (EMA teacher) against the same 2 views and local crops
+    (student) through ``ctc_head``; decoder
     (``decode_head``, e.g. ``LargeFOVHead``) trained with its ``loss_decode`` (ToCo:
     ``BgFgBalancedCELoss``) and an optional dense energy loss (``loss_reg``).
 
@@ -100,8 +102,9 @@ class ToCo(BaseSegmentor):
           |- forward_outputs(inputs)       <- the first backbone forward is
           |                                   always the input view (ACR)
           |- no_grad: multi-scale flip CAMs (final + aux) -> normalise, labels
-          |- PTC(final tokens, ignore_band_labels(aux CAM) at token grid)
-          |- CTC(ctc_head(local crops), ctc_head.teacher(global views))
+          |- PTC(final tokens, token_band_labels(aux CAM resized to the tokens))
+          |- CTC(ctc_head(2 global views + local crops),
+          |      ctc_head.teacher(2 global views))
           '- refine_cams_with_par -> decode_head.loss_by_feat (+ loss_reg)
         predict -> decoder logits (seg_scales x flip) in seg_logits /
                    pred_sem_seg, CAMs (cam_scales x flip) in cam_seg_logits
@@ -126,8 +129,11 @@ class ToCo(BaseSegmentor):
         loss_reg (dict, optional): ``DenseEnergyLoss``; None disables.
         par (dict, optional): ``PixelAdaptiveRefinement`` arguments.
         pseudo_cfg (dict, optional): ``cam_scales`` ((1.0, 0.5, 1.5)),
-            ``high`` (0.7), ``low`` (0.25), ``par_scale`` (0.5), ``ignore_index``
-            (255), ``eps`` (1e-5).
+            ``cam_rounding`` (``'floor'``: each CAM scale resizes to
+            ``int(s * h) x int(s * w)`` px and the patch embedding keeps the
+            whole patches, as ToCo; ``'round'``: rounded to whole patches; for
+            training and test CAMs), ``high`` (0.7), ``low`` (0.25),
+            ``par_scale`` (0.5), ``ignore_index`` (255), ``eps`` (1e-5).
         ctc_cfg (dict, optional): ``num_local`` (8), ``local_size`` (96),
             ``neg_thr`` (0.2).
         img_norm (dict): ``mean`` / ``std`` (0..255, RGB) of the data
@@ -215,6 +221,11 @@ class ToCo(BaseSegmentor):
             raise ValueError('ToCo: ctc_head and loss_ctc must be set together')
         self.par = PixelAdaptiveRefinement(**(par or {}))
         self.pseudo_cfg = dict(_PSEUDO_DEFAULTS, **(pseudo_cfg or {}))
+        if self.pseudo_cfg['cam_rounding'] not in SIZE_ROUNDINGS:
+            raise ValueError(
+                f'ToCo: pseudo_cfg.cam_rounding must be one of {SIZE_ROUNDINGS}, '
+                f'got "{self.pseudo_cfg["cam_rounding"]}"'
+            )
         if not 0.0 <= self.pseudo_cfg['low'] < self.pseudo_cfg['high'] <= 1.0:
             raise ValueError(
                 'ToCo: pseudo_cfg needs 0 <= low < high <= 1, got '
@@ -370,6 +381,7 @@ class ToCo(BaseSegmentor):
             align_corners=self.align_corners,
             size_divisor=self.size_divisor,
             plain_cams=plain_cams,
+            rounding=self.pseudo_cfg['cam_rounding'],
         )
         eps = self.pseudo_cfg['eps'] if eps is None else eps
         cams = minmax_normalize(cams, eps)
@@ -414,12 +426,13 @@ class ToCo(BaseSegmentor):
 
         if self.loss_ptc is not None:
             if self._weight(self.loss_ptc) > 0:
-                band = ignore_band_labels(
-                    aux_cams, cfg['high'], cfg['low'], cfg['ignore_index']
-                )
-                band[~valid] = cfg['ignore_index']
-                token_labels = downsample_labels(
-                    band, outputs['patch_map'].shape[-2:], cfg['ignore_index']
+                token_labels = token_band_labels(
+                    aux_cams,
+                    outputs['patch_map'].shape[-2:],
+                    cfg['high'],
+                    cfg['low'],
+                    cfg['ignore_index'],
+                    valid=valid,
                 )
                 losses[self.loss_ptc.loss_name] = self.loss_ptc(
                     outputs['patch_map'], token_labels
@@ -491,29 +504,32 @@ class ToCo(BaseSegmentor):
     def _ctc_loss(
         self, inputs: Tensor, images: Tensor, main_prefix: Tensor, aux_cams: Tensor
     ) -> Tensor:
-        """Class-token contrast: EMA-teacher outputs of the 2 global views vs
-        student outputs of the local crops centred on uncertain regions
+        """Class-token contrast as ToCo: EMA-teacher outputs of the 2 global
+        views (the input view and ``ctc_global_view``) against student outputs
+        of the same 2 global views (always positive; both with gradients)
+        followed by the local crops centred on uncertain regions, cut from an
+        independently augmented copy (``ctc_local_view``) of the image
         (``images``: ``inputs`` un-normalised to [0, 1])."""
         cfg = self.ctc_cfg
         batch, size = inputs.shape[0], inputs.shape[-2]
         global2 = normalize(ctc_global_view(images, size), self.img_mean, self.img_std)
-        with torch.no_grad():  # only the EMA teacher reads the second global view
-            prefix2 = split_vit_output(self.backbone(global2)[self.final_index])[1]
+        prefix2 = split_vit_output(self.backbone(global2)[self.final_index])[1]
         roi = roi_map(aux_cams, self.pseudo_cfg['low'], self.pseudo_cfg['high'])
-        crops, positive, _ = sample_local_crops(
-            images,
+        crops, local_positive, _ = sample_local_crops(
+            ctc_local_view(images),
             roi,
             num_crops=cfg['num_local'],
             crop_size=cfg['local_size'],
             neg_thr=cfg['neg_thr'],
         )
-        crops = ctc_local_view(crops.flatten(0, 1))
-        crops = normalize(crops, self.img_mean, self.img_std)
+        crops = normalize(crops.flatten(0, 1), self.img_mean, self.img_std)
         local_prefix = split_vit_output(self.backbone(crops)[self.final_index])[1]
-        student = self.ctc_head(local_prefix[:, 0]).unflatten(0, (batch, -1))
-        teacher = self.ctc_head.forward_teacher(
-            torch.cat([main_prefix[:, 0], prefix2[:, 0]])
-        )
+        global_tokens = torch.cat([main_prefix[:, 0], prefix2[:, 0]])  # (2B, D)
+        student_global = torch.stack(self.ctc_head(global_tokens).chunk(2), dim=1)
+        student_local = self.ctc_head(local_prefix[:, 0]).unflatten(0, (batch, -1))
+        student = torch.cat([student_global, student_local], dim=1)  # (B, 2 + L, K)
+        positive = torch.cat([local_positive.new_ones(batch, 2), local_positive], 1)
+        teacher = self.ctc_head.forward_teacher(global_tokens.detach())
         teacher = torch.stack(teacher.chunk(2), dim=1)  # (B, 2, K)
         return self.loss_ctc(student, teacher, positive)
 

@@ -39,11 +39,11 @@ from .mct_ops import (
 )
 from .par import PixelAdaptiveRefinement
 from .toco_ops import (
-    downsample_labels,
     ignore_band_labels,
     refine_cams_with_par,
     roi_map,
     sample_local_crops,
+    token_band_labels,
 )
 from .view_alignment import (
     TokenAlignment,
@@ -97,11 +97,11 @@ __all__ = [
     'random_hflip',
     'random_resized_crop',
     'PixelAdaptiveRefinement',
-    'downsample_labels',
     'ignore_band_labels',
     'refine_cams_with_par',
     'roi_map',
     'sample_local_crops',
+    'token_band_labels',
     'class_to_patch_maps',
     'class_token_logits',
     'patch_affinity',

@@ -80,10 +80,31 @@ def cams_to_seg_logits(
     return torch.cat([background, cams], dim=1)
 
 
+#: how a rescaled size meets the patch grid: ``'round'`` to whole patches,
+#: or ``'floor'``: ``int(s * h)`` pixels, of which the patch embedding keeps
+#: the whole patches (ToCo)
+SIZE_ROUNDINGS = ('round', 'floor')
+
+
+def _check_rounding(rounding: str) -> None:
+    if rounding not in SIZE_ROUNDINGS:
+        raise ValueError(
+            f'size rounding must be one of {SIZE_ROUNDINGS}, got "{rounding}"'
+        )
+
+
 def scaled_size(
-    size: Sequence[int], scale: float, size_divisor: int = 1
+    size: Sequence[int], scale: float, size_divisor: int = 1, rounding: str = 'round'
 ) -> Tuple[int, int]:
-    """``size * scale`` rounded to a multiple of ``size_divisor`` (>= 1 unit)."""
+    """``size * scale`` as resized pixels.
+
+    ``rounding='round'``: rounded to a multiple of ``size_divisor`` (>= 1
+    unit). ``'floor'``: ``int(s * scale)`` pixels (>= 1), as ToCo resizes
+    (Ru et al., CVPR 2023); see :func:`rescale_images` for the patch grid.
+    """
+    _check_rounding(rounding)
+    if rounding == 'floor':
+        return tuple(max(1, int(s * scale)) for s in size)
     return tuple(
         max(size_divisor, int(round(s * scale / size_divisor)) * size_divisor)
         for s in size
@@ -91,16 +112,36 @@ def scaled_size(
 
 
 def rescale_images(
-    images: Tensor, scale: float, align_corners: bool = False, size_divisor: int = 1
+    images: Tensor,
+    scale: float,
+    align_corners: bool = False,
+    size_divisor: int = 1,
+    rounding: str = 'round',
 ) -> Tensor:
     """Bilinear resize of ``(B, C, H, W)`` by ``scale`` (see
     :func:`scaled_size`); the input itself when the size does not change."""
-    size = scaled_size(images.shape[-2:], scale, size_divisor)
+    size = scaled_size(images.shape[-2:], scale, size_divisor, rounding)
     if size == tuple(images.shape[-2:]):
         return images
     return F.interpolate(
         images, size=size, mode='bilinear', align_corners=align_corners
     )
+
+
+def whole_patches(images: Tensor, patch_size: int) -> Tensor:
+    """The pixels a strided patch embedding (kernel = stride = patch) reads:
+    ``images`` without the bottom rows / right columns beyond a multiple of
+    ``patch_size`` (the input itself if there are none)."""
+    height, width = images.shape[-2:]
+    kept = (height // patch_size * patch_size, width // patch_size * patch_size)
+    if min(kept) < 1:
+        raise ValueError(
+            f'whole_patches: a {height}x{width} px image holds no '
+            f'{patch_size} px patch'
+        )
+    if kept == (height, width):
+        return images
+    return images[..., : kept[0], : kept[1]]
 
 
 def multi_scale_flip_cams(
@@ -112,6 +153,7 @@ def multi_scale_flip_cams(
     align_corners: bool = False,
     size_divisor: int = 1,
     plain_cams: Optional[Tensor] = None,
+    rounding: str = 'round',
 ) -> Tensor:
     """Test-time augmented CAMs at the input resolution.
 
@@ -134,25 +176,37 @@ def multi_scale_flip_cams(
         flip (bool): Add the horizontally flipped view. Defaults to True.
         flip_merge (str): ``'max'`` or ``'sum'``. Defaults to ``'max'``.
         align_corners (bool): For every bilinear resize. Defaults to False.
-        size_divisor (int): Rescaled sizes are rounded to a multiple of it
-            (a ViT's patch size, so that e.g. ``0.5 x 40`` px still fills
-            whole patches). Defaults to 1.
+        size_divisor (int): A ViT's patch size (see ``rounding``).
+            Defaults to 1.
         plain_cams (Tensor, optional): ``cam_fn(inputs)``, raw, if already
             computed. Defaults to None.
+        rounding (str): ``'round'``: each rescaled size is rounded to a
+            multiple of ``size_divisor`` (so that e.g. ``0.5 x 40`` px still
+            fills whole patches); ``'floor'``: ``int(s * h) x int(s * w)`` px
+            (and their mirror image) of which ``cam_fn`` gets the
+            :func:`whole_patches`, i.e. what a strided patch embedding makes
+            of them (ToCo). The CAMs are resized back to the input size
+            either way. Defaults to ``'round'``.
 
     Returns:
         Tensor: ``(B, C, H, W)`` non-negative CAMs (not normalised).
     """
     if flip_merge not in ('max', 'sum'):
         raise ValueError(f'flip_merge must be "max" or "sum", got {flip_merge}')
+    _check_rounding(rounding)
     size = inputs.shape[2:]
     total = None
     for scale in scales:
-        x = rescale_images(inputs, scale, align_corners, size_divisor)
-        if plain_cams is not None and x is inputs:
-            cams = torch.cat([plain_cams, cam_fn(x.flip(-1))]) if flip else plain_cams
+        x = rescale_images(inputs, scale, align_corners, size_divisor, rounding)
+        # mirror before cutting to whole patches: the mirrored image loses its
+        # other edge, as a patch embedding fed the mirrored image would
+        pair = [x, x.flip(-1)] if flip else [x]
+        if rounding == 'floor':
+            pair = [whole_patches(view, size_divisor) for view in pair]
+        if plain_cams is not None and pair[0] is inputs:
+            cams = torch.cat([plain_cams, cam_fn(pair[1])]) if flip else plain_cams
         else:
-            cams = cam_fn(torch.cat([x, x.flip(-1)]) if flip else x)
+            cams = cam_fn(torch.cat(pair) if flip else pair[0])
         cams = F.interpolate(
             cams, size=size, mode='bilinear', align_corners=align_corners
         )

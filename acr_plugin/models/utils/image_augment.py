@@ -489,15 +489,15 @@ def ctc_global_view(
 def ctc_local_view(
     crops: Tensor, generator: Optional[torch.Generator] = None
 ) -> Tensor:
-    """ToCo's augmentation of the local crops.
+    """ToCo's local-view augmentation.
 
     Horizontal flip (p 0.5) -> colour jitter (p 0.8) -> grayscale (p 0.2) ->
-    Gaussian blur (p 0.5).
+    Gaussian blur (p 0.5). ToCo applies it to a copy of the whole image and
+    cuts the local crops from that copy.
 
     Args:
-        crops (Tensor): ``(B, 3, S, S)`` crops in [0, 1], or
-            ``(B, N, 3, S, S)`` as returned by ``sample_local_crops``
-            (every crop gets its own parameters).
+        crops (Tensor): ``(B, 3, H, W)`` images or crops in [0, 1], or
+            ``(B, N, 3, H, W)`` (every image gets its own parameters).
         generator (torch.Generator, optional): Source of randomness.
 
     Returns:

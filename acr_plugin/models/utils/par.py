@@ -5,17 +5,23 @@ parameter-free random walk whose transition weights come from the image: each
 pixel ``i`` looks at 8 neighbours at each dilation ``d`` (offsets ``(+-d, 0)``,
 ``(0, +-d)``, ``(+-d, +-d)``, replicate padding) and
 
-* ``kappa_rgb_ij = -mean_c ((I_ic - I_jc) / (w1 * sigma_ic + 1e-8)) ** 2`` with
-  ``sigma_ic`` the (unbiased) standard deviation of channel ``c`` over ``i``'s
-  neighbour set;
-* ``kappa_pos_ij = -(dist_ij / (w1 * sigma_pos + 1e-8)) ** 2`` with ``dist_ij``
-  the Euclidean length of the offset and ``sigma_pos`` its (unbiased) standard
-  deviation over the neighbour set;
-* ``A_ij = (softmax_j kappa_rgb + w2 * softmax_j kappa_pos) / (1 + w2)``, so
-  every row sums to 1.
+* ``kappa_rgb_ij = -mean_c ((I_ic - I_jc) / (w1 * (sigma_ic + 1e-8))) ** 2``
+  with ``sigma_ic`` the (unbiased) standard deviation of channel ``c`` over
+  ``i``'s neighbour set;
+* ``kappa_pos_ij = -(dist_ij / (w1 * (sigma_pos + 1e-8))) ** 2`` with
+  ``dist_ij`` the Euclidean length of the offset and ``sigma_pos`` its
+  (unbiased) standard deviation over the neighbour set;
+* ``A_ij = softmax_j kappa_rgb + w2 * softmax_j kappa_pos``, *not*
+  renormalised: every row sums to ``1 + w2``, as in ToCo's PAR.
 
 The map is then propagated ``num_iter`` times: ``M_i <- sum_j A_ij M_j``.
 Every plane of the map is refined independently with the same affinity.
+
+Output scale: ToCo's raw values. Each step multiplies the total mass (and a
+constant map) by ``1 + w2``, so the output is ``(1 + w2) ** num_iter`` times
+the refinement with row-stochastic weights ``A / (1 + w2)`` (``1.01 ** 10``
+with the defaults); that common positive factor leaves every per-pixel
+arg-max over planes (the only use in :func:`refine_cams_with_par`) unchanged.
 
 On the CPU (float32 / float64, no gradient) each step is one product of a
 sparse CSR matrix holding ``A`` (row ``i``: its ``N`` weights at the flat
@@ -33,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: added to the scale of both kernels so that flat regions do not divide by 0
+#: added to the standard deviation of both kernels (before the w1 factor, as
+#: in ToCo) so that flat regions do not divide by 0
 PAR_EPS = 1e-8
 
 
@@ -90,7 +97,7 @@ def par_affinity(
     w1: float = 0.3,
     w2: float = 0.01,
 ) -> Tensor:
-    """Row-stochastic affinity of each pixel to its dilated neighbours.
+    """Affinity of each pixel to its dilated neighbours (ToCo's raw weights).
 
     Args:
         images (Tensor): ``(B, 3, H, W)`` float images (any per-channel affine
@@ -103,12 +110,13 @@ def par_affinity(
 
     Returns:
         Tensor: ``(B, N, H, W)`` affinities, ``N = 8 * len(dilations)`` in the
-        order of :func:`neighbor_offsets`; they sum to 1 over ``N``.
+        order of :func:`neighbor_offsets`; they sum to ``1 + w2`` over ``N``
+        (not renormalised, as in ToCo).
     """
     offsets = neighbor_offsets(dilations)
     neighbors = gather_neighbors(images, offsets)  # (B, 3, N, H, W)
     sigma = neighbors.std(dim=2, keepdim=True)
-    diff = (images.unsqueeze(2) - neighbors) / (w1 * sigma + PAR_EPS)
+    diff = (images.unsqueeze(2) - neighbors) / (w1 * (sigma + PAR_EPS))
     kappa_rgb = -(diff**2).mean(dim=1)  # (B, N, H, W)
 
     dist = torch.tensor(
@@ -116,9 +124,9 @@ def par_affinity(
         dtype=images.dtype,
         device=images.device,
     )
-    kappa_pos = -((dist / (w1 * dist.std() + PAR_EPS)) ** 2)
+    kappa_pos = -((dist / (w1 * (dist.std() + PAR_EPS))) ** 2)
     pos = kappa_pos.softmax(dim=0).view(1, -1, 1, 1)
-    return (kappa_rgb.softmax(dim=1) + w2 * pos) / (1 + w2)
+    return kappa_rgb.softmax(dim=1) + w2 * pos  # rows sum to 1 + w2 (ToCo)
 
 
 def propagate(
@@ -220,7 +228,11 @@ def _propagate_sparse(
 class PixelAdaptiveRefinement(nn.Module):
     """Parameter-free pixel-adaptive refinement of score maps (ToCo's PAR).
 
-    See the module docstring for the affinity. It has no learnable
+    See the module docstring for the affinity. The output has ToCo's scale:
+    the weights of each step sum to ``1 + w2`` (not renormalised), so a
+    constant map ``c`` comes out as ``c * (1 + w2) ** num_iter`` and the
+    output is ``(1 + w2) ** num_iter`` times the row-stochastic refinement
+    (same per-pixel arg-max over planes). It has no learnable
     parameters; call it under ``torch.no_grad()`` when only the refined maps
     are needed.
 
@@ -252,7 +264,8 @@ class PixelAdaptiveRefinement(nn.Module):
         self.w2 = float(w2)
 
     def affinity(self, images: Tensor) -> Tensor:
-        """``(B, N, H, W)`` neighbour affinities of ``images`` (rows sum to 1)."""
+        """``(B, N, H, W)`` neighbour affinities of ``images`` (rows sum to
+        ``1 + w2``)."""
         return par_affinity(images, self.dilations, self.w1, self.w2)
 
     def forward(self, images: Tensor, masks: Tensor) -> Tensor:
@@ -264,7 +277,8 @@ class PixelAdaptiveRefinement(nn.Module):
 
         Returns:
             Tensor: Refined ``(B, K, H, W)`` maps (dtype and device of
-            ``masks``).
+            ``masks``), at ToCo's scale (``(1 + w2) ** num_iter`` times the
+            row-stochastic refinement).
         """
         if images.dim() != 4 or masks.dim() != 4:
             raise ValueError(

@@ -10,7 +10,7 @@ long with 0 = background, ``k`` = foreground class ``k - 1`` (position in the
 CAMs) plus 1, and ``ignore_index`` for ignored pixels.
 """
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,51 @@ def ignore_band_labels(
     labels = torch.full_like(index, ignore_index)
     labels[score > high] = index[score > high] + 1
     labels[score <= low] = 0
+    return labels
+
+
+def token_band_labels(
+    cams: Tensor,
+    size: Tuple[int, int],
+    high: float,
+    low: float,
+    ignore_index: int = 255,
+    valid: Optional[Tensor] = None,
+) -> Tensor:
+    """PTC's token labels: CAMs resized to the token grid, then the ignore band.
+
+    The ``(H, W)`` CAMs are first resized bilinearly (``align_corners=False``,
+    i.e. sampled at each patch centre) to the ``(h, w)`` token grid and only
+    then labelled by :func:`ignore_band_labels` (ToCo's order, Ru et al.,
+    CVPR 2023). With ``valid`` (``(B, H, W)`` bool, False on batch padding),
+    a token whose centre pixel ``(floor((i + 0.5) H / h), floor((j + 0.5) W /
+    w))`` is padding gets ``ignore_index``.
+
+    Args:
+        cams (Tensor): ``(B, C, H, W)`` CAMs in [0, 1], zero for absent classes.
+        size (tuple[int, int]): Token grid ``(h, w)``.
+        high (float): Foreground threshold.
+        low (float): Background threshold.
+        ignore_index (int): Label of the band and of padding. Defaults to 255.
+        valid (Tensor, optional): ``(B, H, W)`` bool mask of real pixels.
+
+    Returns:
+        Tensor: ``(B, h, w)`` long labels.
+    """
+    _check_cams(cams, 'token_band_labels')
+    size = (int(size[0]), int(size[1]))
+    labels = ignore_band_labels(_resize(cams, size), high, low, ignore_index)
+    if valid is not None:
+        height, width = cams.shape[-2:]
+        if tuple(valid.shape) != (cams.shape[0], height, width):
+            raise ValueError(
+                'token_band_labels: valid must be (B, H, W) = '
+                f'{(cams.shape[0], height, width)}, got {tuple(valid.shape)}'
+            )
+        rows = ((torch.arange(size[0]) + 0.5) * height / size[0]).long()
+        cols = ((torch.arange(size[1]) + 0.5) * width / size[1]).long()
+        centres = valid[:, rows.to(valid.device)][:, :, cols.to(valid.device)]
+        labels[~centres] = ignore_index
     return labels
 
 
@@ -176,20 +221,6 @@ def roi_map(cams: Tensor, low: float = 0.25, high: float = 0.7) -> Tensor:
     return roi
 
 
-def _draw_centres(
-    candidates: Tensor, num: int, generator: Optional[torch.Generator]
-) -> Tensor:
-    """Pick ``num`` rows of ``candidates`` uniformly (without replacement when
-    there are enough of them, with replacement otherwise)."""
-    device = generator.device if generator is not None else torch.device('cpu')
-    count = candidates.shape[0]
-    if count >= num:
-        index = torch.randperm(count, generator=generator, device=device)[:num]
-    else:
-        index = torch.randint(count, (num,), generator=generator, device=device)
-    return candidates[index.to(candidates.device)]
-
-
 def sample_local_crops(
     images: Tensor,
     roi: Tensor,
@@ -201,25 +232,30 @@ def sample_local_crops(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Sample CTC's local crops centred on uncertain or background pixels.
 
-    Images (and the roi map) smaller than ``crop_size`` are first padded with
-    zeros at the bottom and right (the roi with :data:`ROI_BACKGROUND`), so
-    ``boxes`` are in the coordinates of that padded image, which equal the
-    original ones. A valid centre ``(y, x)`` lies at least ``margin`` from the
-    border: ``margin <= y <= H - margin`` (likewise ``x``). Centres are drawn
-    uniformly among the valid centres with ``roi <= 1``, without replacement
-    when there are at least ``num_crops`` of them, with replacement when there
-    are fewer; an image without any such pixel draws among all valid centres.
-    The box is ``y0 = y - crop_size // 2``, ``y1 = y0 + crop_size``, shifted
-    to stay inside the image when a small ``margin`` would let it leave. A
-    crop is negative if ``roi.sum() / crop_size ** 2 <= neg_thr`` over the
-    crop, positive otherwise.
+    As ToCo (Ru et al., CVPR 2023): the interior pixels are the rows and
+    columns in ``[margin, H - margin)`` (``[margin, W - margin)``); centres
+    are drawn uniformly *without replacement* among the interior pixels with
+    ``roi <= 1`` (uncertain or background), or among all interior pixels when
+    fewer than ``num_crops`` of them have it. The box is ``y0 = y - crop_size
+    // 2``, ``y1 = y0 + crop_size`` (likewise ``x``), shifted to stay inside
+    the image when a small ``margin`` would let it leave. A crop is negative
+    if ``roi.sum() / crop_size ** 2 <= neg_thr`` over the crop, positive
+    otherwise.
+
+    ``images`` need not be the view the ``roi`` was computed on: ToCo cuts the
+    crops from an independently augmented copy of the image at the
+    coordinates of the roi map. Images (and the roi map) smaller than
+    ``crop_size`` are first padded with zeros at the bottom and right (the roi
+    with :data:`ROI_BACKGROUND`), so ``boxes`` are in the coordinates of that
+    padded image, which equal the original ones.
 
     Args:
         images (Tensor): ``(B, 3, H, W)`` images.
         roi (Tensor): ``(B, H, W)`` map from :func:`roi_map`.
         num_crops (int): Crops per image. Defaults to 8.
         crop_size (int): Crop side. Defaults to 96.
-        margin (int, optional): Minimum distance of a centre from the border.
+        margin (int, optional): Minimum distance of a centre from the top /
+            left border (the bottom / right one is ``margin + 1``).
             Defaults to ``crop_size // 2``.
         neg_thr (float): Largest mean roi value of a negative crop. Defaults
             to 0.2.
@@ -230,6 +266,10 @@ def sample_local_crops(
         tuple[Tensor, Tensor, Tensor]: ``crops`` ``(B, num_crops, 3, crop_size,
         crop_size)``, ``positive`` ``(B, num_crops)`` bool and ``boxes``
         ``(B, num_crops, 4)`` long as ``(y0, x0, y1, x1)`` (end exclusive).
+
+    Raises:
+        ValueError: For mismatched shapes, or an image whose interior has
+            fewer than ``num_crops`` pixels (no crops without replacement).
     """
     if images.dim() != 4 or roi.dim() != 3:
         raise ValueError(
@@ -253,20 +293,24 @@ def sample_local_crops(
         images = F.pad(images, (0, pad_w, 0, pad_h))
         roi = F.pad(roi, (0, pad_w, 0, pad_h), value=ROI_BACKGROUND)
     batch, _, height, width = images.shape
-    if margin < 0 or 2 * margin > min(height, width):
+    interior = max(0, height - 2 * margin) * max(0, width - 2 * margin)
+    if margin < 0 or interior < num_crops:
         raise ValueError(
-            f'sample_local_crops: margin {margin} leaves no valid centre in a '
-            f'{height}x{width} image (need 0 <= 2 * margin <= min(H, W))'
+            f'sample_local_crops: margin {margin} leaves {interior} centre pixels '
+            f'in a {height}x{width} image, fewer than num_crops ({num_crops}); '
+            'use larger images, a smaller local crop or a smaller margin'
         )
 
     valid = torch.zeros(height, width, dtype=torch.bool, device=roi.device)
-    valid[margin : height - margin + 1, margin : width - margin + 1] = True
+    valid[margin : height - margin, margin : width - margin] = True
+    device = generator.device if generator is not None else torch.device('cpu')
     centres = []
     for b in range(batch):
         candidates = (valid & (roi[b] <= ROI_UNCERTAIN)).nonzero()
-        if candidates.shape[0] == 0:
+        if candidates.shape[0] < num_crops:
             candidates = valid.nonzero()
-        centres.append(_draw_centres(candidates, num_crops, generator))
+        order = torch.randperm(candidates.shape[0], generator=generator, device=device)
+        centres.append(candidates[order[:num_crops].to(candidates.device)])
     centres = torch.stack(centres)  # (B, N, 2)
 
     limits = torch.tensor([height - crop_size, width - crop_size], device=roi.device)
@@ -283,45 +327,3 @@ def sample_local_crops(
     roi_sum = roi[bidx, rows, cols].flatten(2).sum(dim=2)
     positive = roi_sum.float() / crop_size**2 > neg_thr
     return crops, positive, boxes
-
-
-def downsample_labels(
-    labels: Tensor,
-    size: Union[int, Sequence[int]],
-    ignore_index: int = 255,
-) -> Tensor:
-    """Nearest-neighbour resize of label maps to the token grid.
-
-    Uses ``torch.nn.functional.interpolate(mode='nearest')``: output pixel
-    ``(i, j)`` takes input ``(floor(i * H / h), floor(j * W / w))``, so no
-    labels are mixed and ``ignore_index`` pixels stay ignored.
-
-    Args:
-        labels (Tensor): ``(B, H, W)`` integer label maps.
-        size (int | Sequence[int]): Target ``(h, w)`` (an int for a square).
-        ignore_index (int): The ignore label; checked to be representable
-            (non-negative). Defaults to 255.
-
-    Returns:
-        Tensor: ``(B, h, w)`` long label maps.
-    """
-    if labels.dim() != 3:
-        raise ValueError(
-            f'downsample_labels: labels must be (B, H, W), got {tuple(labels.shape)}'
-        )
-    if labels.is_floating_point():
-        raise TypeError(
-            f'downsample_labels: labels must be an integer tensor, got {labels.dtype}'
-        )
-    if ignore_index < 0:
-        raise ValueError(
-            f'downsample_labels: ignore_index must be >= 0, got {ignore_index}'
-        )
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(s) for s in size)
-    if size == tuple(labels.shape[1:]):
-        return labels.long()
-    # float32 holds every label below 2 ** 24 exactly
-    out = F.interpolate(labels[:, None].float(), size=size, mode='nearest')
-    return out[:, 0].long()

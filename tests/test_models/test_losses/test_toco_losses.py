@@ -126,12 +126,13 @@ def test_ptc_module_weight_and_errors():
 
 
 # --------------------------------------------------------------------- CTC
-def ctc_reference(student, teacher, positive, temperature, eps=1e-4):
-    """Per image, per teacher view, per crop loops on python floats."""
+def ctc_reference(student, teacher, positive, temperature, eps=1e-4, cosine=False):
+    """Per image, per teacher view, per student loops on python floats: the raw
+    dot products of ToCo (``cosine``: of the unit vectors)."""
 
     def unit(v):
         n = math.sqrt(sum(x * x for x in v))
-        return [x / n for x in v]
+        return [x / n for x in v] if cosine else list(v)
 
     s_all, t_all, p_all = student.tolist(), teacher.tolist(), positive.tolist()
     total = 0.0
@@ -147,40 +148,60 @@ def ctc_reference(student, teacher, positive, temperature, eps=1e-4):
                 if p:
                     loss += -math.log(ek / (ek + neg + eps))
             loss += -math.log(1 / (1 + neg + eps))
-        total += loss / (2 * max(sum(p_img) + eps, 1.0))  # guarded normaliser
+        total += loss / (2 * (sum(p_img) + eps))
     return total / len(s_all)
 
 
+def _ctc_students(seed=10, batch=3, num_local=5, width=6):
+    """Students as ToCo lays them out: 2 global views (always positive)
+    followed by the local crops."""
+    student = torch.randn(batch, 2 + num_local, width, generator=gen(seed))
+    local = torch.randint(0, 2, (batch, num_local), generator=gen(seed + 1)).bool()
+    local[0] = False  # an image with only negative crops
+    positive = torch.cat([torch.ones(batch, 2, dtype=torch.bool), local], dim=1)
+    return student.double(), positive
+
+
 @pytest.mark.parametrize('temperature', [0.5, 1.0])
-def test_ctc_matches_loop_reference(temperature):
-    student = torch.randn(3, 5, 6, generator=gen(10), dtype=torch.float64)
+@pytest.mark.parametrize('cosine', [False, True])
+def test_ctc_matches_loop_reference(temperature, cosine):
+    student, positive = _ctc_students()
     teacher = torch.randn(3, 2, 6, generator=gen(11), dtype=torch.float64)
-    positive = torch.tensor(
-        [[1, 0, 1, 1, 0], [0, 0, 1, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool
-    )
-    value = class_token_contrast(student, teacher, positive, temperature)
-    ref = ctc_reference(student, teacher, positive, temperature)
+    value = class_token_contrast(student, teacher, positive, temperature, cosine=cosine)
+    ref = ctc_reference(student, teacher, positive, temperature, cosine=cosine)
     assert abs(value.item() - ref) < 1e-12 * max(1.0, abs(ref))
 
 
-def test_ctc_edge_cases_and_scale_invariance():
+def test_ctc_raw_dot_products_not_cosine():
+    student, positive = _ctc_students(seed=20)
+    teacher = torch.randn(3, 2, 6, generator=gen(21), dtype=torch.float64)
+    raw = class_token_contrast(student, teacher, positive, 0.5)
+    cosine = class_token_contrast(student, teacher, positive, 0.5, cosine=True)
+    assert abs(raw.item() - cosine.item()) > 1e-3
+    # rescaling rows changes the raw loss, not the cosine one
+    scaled = class_token_contrast(3 * student, 0.1 * teacher, positive, 0.5)
+    assert abs(scaled.item() - raw.item()) > 1e-3
+    torch.testing.assert_close(
+        class_token_contrast(3 * student, 0.1 * teacher, positive, 0.5, cosine=True),
+        cosine,
+    )
+    built = MODELS.build(dict(type='ClassTokenContrastLoss', loss_weight=1.0))
+    assert built.cosine is False
+    torch.testing.assert_close(built(student, teacher, positive), raw)
+
+
+def test_ctc_edge_cases():
     student = torch.randn(2, 4, 5, generator=gen(12), dtype=torch.float64)
     teacher = torch.randn(2, 2, 5, generator=gen(13), dtype=torch.float64)
     all_pos = torch.ones(2, 4, dtype=torch.bool)  # no negatives
     value = class_token_contrast(student, teacher, all_pos, 0.5)
     assert abs(value.item() - ctc_reference(student, teacher, all_pos, 0.5)) < 1e-12
-    # no positives: the log terms over 2 (the guarded normaliser), not 2 eps
-    none_pos = torch.zeros(2, 4, dtype=torch.bool)
-    value = class_token_contrast(student, teacher, none_pos, 0.5)
-    ref = ctc_reference(student, teacher, none_pos, 0.5)
-    assert math.isfinite(value.item()) and abs(value.item() - ref) < 1e-9 * ref
-    assert value.item() < 20  # the paper's 2 * (0 + eps) would give ~1e4
-    # L2 normalisation inside: positive rescaling of rows changes nothing
-    mixed = torch.tensor([[1, 0, 1, 0], [0, 1, 1, 1]], dtype=torch.bool)
-    base = class_token_contrast(student, teacher, mixed, 0.5)
-    torch.testing.assert_close(
-        class_token_contrast(3 * student, 0.1 * teacher, mixed, 0.5), base
-    )
+    # an image without any positive student is an impossible input for ToCo
+    # (its global views are positives): an error, not a 1 / eps blow-up
+    some_pos = all_pos.clone()
+    some_pos[1] = False
+    with pytest.raises(ValueError, match=r'positive student.*\[1\]'):
+        class_token_contrast(student, teacher, some_pos, 0.5)
 
 
 def test_ctc_gradient_reaches_student_only():

@@ -166,6 +166,91 @@ def test_training_cams_reuse_the_input_view_forward():
         torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize('rounding', ['floor', 'round'])
+def test_cam_scales_resize_as_toco(rounding):
+    """Each CAM scale resizes to int(s * h) x int(s * w) px and the patch
+    embedding keeps the whole 8 px patches (ToCo; the default), or rounds to
+    whole patches (``cam_rounding='round'``)."""
+    cfg = None if rounding == 'floor' else dict(cam_rounding='round')
+    model = build(**({} if cfg is None else dict(pseudo_cfg=cfg)))
+    assert model.pseudo_cfg['cam_rounding'] == rounding
+    model.eval()
+    shapes = []
+    handle = model.backbone.register_forward_hook(
+        lambda mod, args, out: shapes.append(tuple(args[0].shape[-2:]))
+    )
+    with torch.no_grad():
+        model.multi_scale_cams(torch.randn(1, 3, 72, 72), (1.0, 0.5, 1.5))
+    handle.remove()
+    # x0.5: 36 px -> 32 either way; x1.5: 108 px -> 104 (floor) / 112 (round)
+    want = [(72, 72), (32, 32), (104, 104) if rounding == 'floor' else (112, 112)]
+    assert shapes == want
+    with pytest.raises(ValueError, match='cam_rounding'):
+        MODELS.build(tiny_model_cfg(pseudo_cfg=dict(cam_rounding='ceil')))
+
+
+def test_ctc_students_are_both_global_views_then_the_local_crops(monkeypatch):
+    """ToCo's CTC: teachers = the 2 global views; students = the same 2 views
+    (always positive, the second one run with gradients) followed by the
+    local crops, which are cut from an independently augmented copy of the
+    whole image."""
+    from acr_plugin.models.segmentors import toco as toco_module
+
+    model = build()
+    inputs = torch.randn(2, 3, 32, 32)
+    calls = {}
+    local_view = toco_module.ctc_local_view
+
+    def spy_local_view(images, *args, **kwargs):
+        calls['local_view_in'] = images.shape
+        calls['local_view_out'] = local_view(images, *args, **kwargs)
+        return calls['local_view_out']
+
+    sample = toco_module.sample_local_crops
+
+    def spy_sample(images, *args, **kwargs):
+        calls['crop_source'] = images
+        return sample(images, *args, **kwargs)
+
+    monkeypatch.setattr(toco_module, 'ctc_local_view', spy_local_view)
+    monkeypatch.setattr(toco_module, 'sample_local_crops', spy_sample)
+    loss_forward = model.loss_ctc.forward
+
+    def spy_loss(student, teacher, positive):
+        calls.update(student=student, teacher=teacher, positive=positive)
+        return loss_forward(student, teacher, positive)
+
+    model.loss_ctc.forward = spy_loss
+    seen = []
+    handle = model.backbone.register_forward_hook(
+        lambda mod, args, out: seen.append((args[0].shape, torch.is_grad_enabled()))
+    )
+    losses = model.loss(inputs, samples(LABELS))
+    handle.remove()
+
+    assert calls['local_view_in'] == (2, 3, 32, 32)  # the whole image
+    assert calls['crop_source'] is calls['local_view_out']
+    num_local = model.ctc_cfg['num_local']
+    out = model.ctc_head.out_channels
+    assert calls['student'].shape == (2, 2 + num_local, out)
+    assert calls['teacher'].shape == (2, 2, out)
+    assert calls['positive'][:, :2].all()
+    assert calls['student'].requires_grad and not calls['teacher'].requires_grad
+    # backbone calls with gradients: input view, second global view, crops
+    with_grad = [shape for shape, grad in seen if grad]
+    size = model.ctc_cfg['local_size']
+    assert with_grad == [(2, 3, 32, 32), (2, 3, 32, 32), (2 * num_local, 3, size, size)]
+    # the students' global rows are the student head on the views' class
+    # tokens, the teachers' the EMA head on the same tokens
+    torch.testing.assert_close(calls['student'][:, :2], calls['teacher'])
+    losses['loss_ctc'].backward()
+    with torch.no_grad():  # the student moves away from its EMA teacher
+        for param in model.ctc_head.student.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    model.loss(inputs, samples(LABELS))
+    assert not torch.allclose(calls['student'][:, :2], calls['teacher'])
+
+
 def test_pseudo_labels_follow_the_configured_cam():
     """seg_label_source selects the CAM that the decoder's labels come from."""
     model = build()
@@ -240,19 +325,21 @@ def test_predict_fields_and_flip_equivariance(output):
         test_cfg=dict(output=output, seg_scales=(1.0, 1.5), cam_scales=(1.0, 0.5))
     )
     model.eval()
-    inputs = torch.randn(2, 3, 32, 40)
+    # 48 px: every scale fills whole 8 px patches (ToCo's int(s * w) px lose
+    # their right edge to the patches otherwise, not mirror-symmetric)
+    inputs = torch.randn(2, 3, 32, 48)
     with torch.no_grad():
-        plain = model.predict(inputs, samples(LABELS, (32, 40)))
-        flipped = model.predict(inputs.flip(-1), samples(LABELS, (32, 40)))
+        plain = model.predict(inputs, samples(LABELS, (32, 48)))
+        flipped = model.predict(inputs.flip(-1), samples(LABELS, (32, 48)))
     for a, b in zip(plain, flipped):
-        assert a.seg_logits.data.shape == (7, 32, 40)
+        assert a.seg_logits.data.shape == (7, 32, 48)
         torch.testing.assert_close(
             a.seg_logits.data, b.seg_logits.data.flip(-1), atol=1e-5, rtol=1e-4
         )
         assert a.pred_img_logits.data.shape == (6,)
         if output == 'seg':
             cam = a.get(CAM_SEG_LOGITS).data
-            assert cam.shape == (7, 32, 40)
+            assert cam.shape == (7, 32, 48)
             torch.testing.assert_close(
                 cam, b.get(CAM_SEG_LOGITS).data.flip(-1), atol=1e-5, rtol=1e-4
             )

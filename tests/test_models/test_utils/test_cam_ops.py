@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -112,3 +113,63 @@ def test_multi_scale_reuses_the_callers_plain_cams():
     )
     torch.testing.assert_close(out, no_flip, rtol=0, atol=0)
     assert [s[0] for s in seen] == [3]  # only the 0.5 scale runs
+
+
+def _strided_patch_cams(weight: torch.Tensor, patch: int):
+    """CAMs of a patch embedding with kernel = stride = ``patch``: it reads
+    only whole patches and silently drops the trailing rows / columns."""
+
+    def cam_fn(inp):
+        kernel = weight[:, :, None, None].expand(-1, -1, patch, patch) / patch**2
+        return F.conv2d(inp, kernel, stride=patch)
+
+    return cam_fn
+
+
+def test_floor_rounding_matches_a_flooring_patch_embedding():
+    """rounding='floor': each scale is resized to int(s * h) x int(s * w) px
+    and the CAM is what a flooring patch embedding makes of them (ToCo);
+    'round' resizes to whole patches instead (another image)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 80, 72, dtype=torch.float64)
+    weight = torch.randn(4, 3, dtype=torch.float64)
+    patch, scales = 16, (1.0, 0.5, 1.5)
+    reference_fn = _strided_patch_cams(weight, patch)
+    want = 0
+    for s in scales:
+        size = (int(s * 80), int(s * 72))  # 80x72, 40x36, 120x108 px
+        xs = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+        if size == (80, 72):
+            xs = x
+        cams = torch.cat([reference_fn(xs), reference_fn(xs.flip(-1))])
+        cams = F.relu(F.interpolate(cams, (80, 72), mode='bilinear'))
+        plain, mirrored = cams.chunk(2)
+        want = want + torch.maximum(plain, mirrored.flip(-1))
+
+    seen = []
+
+    def cam_fn(inp):  # a backbone that needs whole patches
+        assert inp.shape[-2] % patch == 0 and inp.shape[-1] % patch == 0
+        seen.append(tuple(inp.shape[-2:]))
+        return reference_fn(inp)
+
+    got = multi_scale_flip_cams(
+        cam_fn, x, scales=scales, size_divisor=patch, rounding='floor'
+    )
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert seen == [(80, 64), (32, 32), (112, 96)]
+    rounded = multi_scale_flip_cams(
+        cam_fn, x, scales=scales, size_divisor=patch, rounding='round'
+    )
+    assert seen[3:] == [(80, 64), (32, 32), (128, 112)]  # resized, not cut
+    assert not torch.allclose(rounded, want)
+
+
+def test_rounding_errors():
+    x = torch.randn(1, 3, 20, 20)
+    with pytest.raises(ValueError, match='rounding must be one of'):
+        multi_scale_flip_cams(lambda t: t, x, rounding='ceil')
+    with pytest.raises(ValueError, match='holds no 16 px patch'):
+        multi_scale_flip_cams(
+            lambda t: t, x, scales=(0.5,), size_divisor=16, rounding='floor'
+        )

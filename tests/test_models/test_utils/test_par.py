@@ -17,8 +17,19 @@ from acr_plugin.models.utils.par import (
 )
 
 
-def _naive_par(images, masks, dilations, num_iter, w1, w2):
-    """Per-pixel numpy loop: neighbour sets built independently of the module."""
+def _naive_par(images, masks, dilations, num_iter, w1, w2, renormalise=False):
+    """Per-pixel numpy loop written from the description of ToCo's PAR, with
+    neighbour sets built independently of the module.
+
+    For each pixel and each of the 8 neighbours at each dilation (replicate
+    padding): the image-similarity weight is a softmax over the neighbours of
+    ``-mean_c (|I_ic - I_jc| / (std_ic + 1e-8) / w1) ** 2`` (``std_ic``: the
+    unbiased std of channel ``c`` over the neighbours), the position weight a
+    softmax of ``-(dist_j / (std(dist) + 1e-8) / w1) ** 2``; the weight of a
+    neighbour is ``rgb + w2 * pos`` (sum ``1 + w2``, ToCo's raw scale), or
+    that divided by ``1 + w2`` with ``renormalise``. Each of the ``num_iter``
+    steps replaces every pixel by the weighted sum of its neighbours.
+    """
     images = np.asarray(images, dtype=np.float64)
     masks = np.asarray(masks, dtype=np.float64)
     batch, _, height, width = images.shape
@@ -29,7 +40,7 @@ def _naive_par(images, masks, dilations, num_iter, w1, w2):
             theta = angle * math.pi / 4
             offsets.append((round(math.sin(theta)) * d, round(math.cos(theta)) * d))
     dist = np.array([math.hypot(dy, dx) for dy, dx in offsets])
-    pos = -((dist / (w1 * dist.std(ddof=1) + 1e-8)) ** 2)
+    pos = -((dist / (dist.std(ddof=1) + 1e-8) / w1) ** 2)
     pos = np.exp(pos - pos.max())
     pos /= pos.sum()
 
@@ -42,15 +53,18 @@ def _naive_par(images, masks, dilations, num_iter, w1, w2):
         nbr = [(clip(y + dy, height), clip(x + dx, width)) for dy, dx in offsets]
         vals = np.stack([images[b, :, ny, nx] for ny, nx in nbr], axis=1)  # (3, N)
         sigma = vals.std(axis=1, ddof=1)
+        centre = images[b, :, y, x]
         kappa = np.array(
             [
-                -np.mean(((images[b, :, y, x] - vals[:, j]) / (w1 * sigma + 1e-8)) ** 2)
+                -np.mean((np.abs(centre - vals[:, j]) / (sigma + 1e-8) / w1) ** 2)
                 for j in range(len(nbr))
             ]
         )
         rgb = np.exp(kappa - kappa.max())
         rgb /= rgb.sum()
-        weights[b, y, x] = (rgb + w2 * pos) / (1 + w2)
+        weights[b, y, x] = rgb + w2 * pos
+        if renormalise:
+            weights[b, y, x] /= 1 + w2
         coords[y, x] = nbr
     for _ in range(num_iter):
         new = np.zeros_like(masks)
@@ -76,13 +90,14 @@ def test_matches_naive_per_pixel_loop():
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
-def test_affinity_matches_naive_and_rows_sum_to_one():
+def test_affinity_matches_naive_and_rows_sum_to_one_plus_w2():
     images, _ = _inputs(seed=1)
     par = PixelAdaptiveRefinement(dilations=(1, 2, 4), w1=0.5, w2=0.1)
     affinity = par.affinity(images)
     assert affinity.shape == (2, 24, 7, 9)
+    # ToCo's weights are not renormalised: softmax + w2 * softmax
     torch.testing.assert_close(
-        affinity.sum(dim=1), torch.ones(2, 7, 9, dtype=torch.float64)
+        affinity.sum(dim=1), torch.full((2, 7, 9), 1.1, dtype=torch.float64)
     )
     assert (affinity > 0).all()
     # same weights as the naive loop up to the neighbour order
@@ -92,10 +107,33 @@ def test_affinity_matches_naive_and_rows_sum_to_one():
 
 
 def test_default_configuration_matches_naive_on_tiny_image():
+    """ToCo's defaults (dilations 1..24, 10 steps, w1 0.3, w2 0.01) in float64:
+    the module returns the raw values of the loop (weights summing to 1.01),
+    i.e. 1.01 ** 10 times the renormalised refinement."""
     images, masks = _inputs(seed=2, shape=(1, 3, 5, 6), planes=2)
     out = PixelAdaptiveRefinement()(images, masks)
     expected, _ = _naive_par(images, masks, (1, 2, 4, 8, 12, 24), 10, 0.3, 0.01)
-    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-14)
+    renormalised, _ = _naive_par(
+        images, masks, (1, 2, 4, 8, 12, 24), 10, 0.3, 0.01, renormalise=True
+    )
+    np.testing.assert_allclose(out.numpy(), 1.01**10 * renormalised, rtol=1e-12)
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_argmax_equals_the_renormalised_refinements(seed):
+    """The (1 + w2) ** num_iter factor is common to all planes: the per-pixel
+    arg-max (all that refine_cams_with_par uses) is the renormalised one's."""
+    images, masks = _inputs(seed=10 + seed, shape=(2, 3, 6, 7), planes=5)
+    par = PixelAdaptiveRefinement(dilations=(1, 2, 4), num_iter=10, w2=0.01)
+    out = par(images, masks)
+    renormalised, _ = _naive_par(images, masks, (1, 2, 4), 10, 0.3, 0.01, True)
+    np.testing.assert_array_equal(
+        out.argmax(dim=1).numpy(), renormalised.argmax(axis=1)
+    )
+    # the same holds for the module's own float32 path
+    out32 = par(images.float(), masks.float())
+    torch.testing.assert_close(out32.double(), out, rtol=1e-5, atol=1e-7)
 
 
 def test_constant_image_and_constant_mask():
@@ -103,10 +141,10 @@ def test_constant_image_and_constant_mask():
     images = torch.full((1, 3, 8, 8), 0.4, dtype=torch.float64)
     # flat colours: uniform colour kernel, only the position kernel varies
     dist = torch.tensor([1.0, 2**0.5, 3.0, 18**0.5], dtype=torch.float64)
-    kappa = -((dist / (0.3 * dist.repeat_interleave(4).std() + 1e-8)) ** 2)
+    kappa = -((dist / (dist.repeat_interleave(4).std() + 1e-8) / 0.3) ** 2)
     pos = torch.exp(kappa) / (4 * torch.exp(kappa).sum())
     # one weight per distance: d=1 straight, d=1 diagonal, d=3 straight, ...
-    expected = (1 / 16 + 0.01 * pos) / 1.01
+    expected = 1 / 16 + 0.01 * pos
     affinity = par.affinity(images)[0, :, 3, 5]
     straight = torch.tensor([1, 3, 4, 6])  # (-d, 0), (0, -d), (0, d), (d, 0)
     diagonal = torch.tensor([0, 2, 5, 7])
@@ -119,15 +157,17 @@ def test_constant_image_and_constant_mask():
         )
     full = par.affinity(images)
     torch.testing.assert_close(full, full[:, :, :1, :1].expand_as(full))
-    # a constant mask stays constant, on a flat and on a random image
+    # a constant mask stays constant up to ToCo's (1 + w2) per step, on a
+    # flat and on a random image
     mask = torch.full((1, 2, 8, 8), 0.37, dtype=torch.float64)
-    torch.testing.assert_close(par(images, mask), mask)
-    torch.testing.assert_close(par(torch.rand_like(images), mask), mask)
+    torch.testing.assert_close(par(images, mask), mask * 1.01**4)
+    torch.testing.assert_close(par(torch.rand_like(images), mask), mask * 1.01**4)
 
 
 def test_output_within_input_range_and_smooths():
     images, masks = _inputs(seed=3, shape=(2, 3, 12, 10), planes=3)
     out = PixelAdaptiveRefinement(dilations=(1, 2, 4), num_iter=5)(images, masks)
+    out = out / 1.01**5  # ToCo's scale: (1 + w2) per step
     low = masks.amin(dim=(2, 3), keepdim=True)
     high = masks.amax(dim=(2, 3), keepdim=True)
     assert (out >= low - 1e-12).all() and (out <= high + 1e-12).all()
@@ -153,6 +193,7 @@ def test_edges_block_propagation():
     mask = torch.zeros(1, 1, 6, 12)
     mask[..., :6] = 1.0
     out = PixelAdaptiveRefinement(dilations=(1, 2), num_iter=10)(images, mask)
+    out = out / 1.01**10  # ToCo's scale: (1 + w2) per step
     assert out[..., :6].min() > 0.9 and out[..., 6:].max() < 0.1
 
 

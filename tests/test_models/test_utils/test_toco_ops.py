@@ -7,11 +7,11 @@ import torch.nn.functional as F
 
 from acr_plugin.models.utils import (
     PixelAdaptiveRefinement,
-    downsample_labels,
     ignore_band_labels,
     refine_cams_with_par,
     roi_map,
     sample_local_crops,
+    token_band_labels,
 )
 
 
@@ -200,11 +200,57 @@ def test_sample_local_crops_contract():
             torch.testing.assert_close(crops[b, n], images[b, :, y0:y1, x0:x1])
             cy, cx = y0 + 8, x0 + 8
             assert roi[b, cy, cx] <= 1
-            assert 8 <= cy <= 32 and 8 <= cx <= 40  # margin 8 from the border
+            assert 8 <= cy < 32 and 8 <= cx < 40  # rows/cols in [margin, size - margin)
             mean_roi = roi[b, y0:y1, x0:x1].double().sum() / 256
             assert bool(positive[b, n]) == bool(mean_roi > 0.9)
             centres.add((cy, cx))
-        assert len(centres) == 6  # enough candidates: no repeats
+        assert len(centres) == 6  # no repeats
+
+
+def _centres(boxes, crop_size):
+    return {
+        (y0 + crop_size // 2, x0 + crop_size // 2) for y0, x0, _, _ in boxes.tolist()
+    }
+
+
+def test_sample_local_crops_interior_excludes_size_minus_margin():
+    # candidates: 4 interior pixels plus the whole row and column at size -
+    # margin (outside [margin, size - margin)): with 4 crops, every interior
+    # candidate is drawn exactly once (no replacement), the border never
+    images = torch.rand(1, 3, 32, 32)
+    roi = torch.full((1, 32, 32), 2, dtype=torch.long)
+    interior = [(8, 8), (8, 23), (23, 8), (15, 20)]
+    for y, x in interior:
+        roi[0, y, x] = 1
+    roi[0, 24, :] = 0
+    roi[0, :, 24] = 0
+    for seed in range(10):
+        gen = torch.Generator().manual_seed(seed)
+        _, _, boxes = sample_local_crops(
+            images, roi, num_crops=4, crop_size=16, generator=gen
+        )
+        assert _centres(boxes[0], 16) == set(interior)
+
+
+def test_sample_local_crops_too_few_candidates_use_every_interior_pixel():
+    images = torch.rand(1, 3, 20, 20)
+    roi = torch.full((1, 20, 20), 2, dtype=torch.long)
+    roi[0, 9, 11] = 1  # one candidate for 5 crops: all interior pixels count
+    seen = set()
+    for seed in range(20):
+        gen = torch.Generator().manual_seed(seed)
+        _, positive, boxes = sample_local_crops(
+            images, roi, num_crops=5, crop_size=8, generator=gen
+        )
+        centres = _centres(boxes[0], 8)
+        assert len(centres) == 5  # without replacement
+        assert all(4 <= y < 16 and 4 <= x < 16 for y, x in centres)
+        assert positive.all()
+        seen |= centres
+    assert len(seen) > 50  # drawn from the 12 x 12 interior, not the candidate
+    roi[:] = 2  # no candidate at all: the same
+    _, _, boxes = sample_local_crops(images, roi, num_crops=5, crop_size=8)
+    assert len(_centres(boxes[0], 8)) == 5
 
 
 def test_sample_local_crops_positive_and_negative():
@@ -233,23 +279,15 @@ def test_sample_local_crops_reproducible():
     assert not torch.equal(runs[0][2], other[2])
 
 
-def test_sample_local_crops_fallback_and_few_candidates():
-    images = torch.rand(1, 3, 20, 20)
-    roi = torch.full((1, 20, 20), 2, dtype=torch.long)  # no roi <= 1 pixel
-    _, positive, boxes = sample_local_crops(images, roi, num_crops=5, crop_size=8)
-    assert positive.all()
-    assert (boxes[..., :2] >= 0).all() and (boxes[..., 2:] <= 20).all()
-    roi[0, 9, 11] = 1  # a single candidate: every crop is centred on it
-    _, _, boxes = sample_local_crops(images, roi, num_crops=3, crop_size=8)
-    assert boxes[0, :, :2].tolist() == [[5, 7]] * 3
-
-
 def test_sample_local_crops_pads_small_images():
     images = torch.rand(2, 3, 10, 14) + 1.0  # strictly positive pixels
     roi = torch.ones(2, 10, 14, dtype=torch.long)
-    crops, _, boxes = sample_local_crops(images, roi, num_crops=3, crop_size=16)
+    crops, _, boxes = sample_local_crops(
+        images, roi, num_crops=3, crop_size=16, margin=6
+    )
     assert crops.shape == (2, 3, 3, 16, 16)
-    # the only valid centre of a 16x16 padded image is (8, 8): the whole image
+    # padded to 16 x 16; centres in [6, 10): boxes shifted inside, i.e. the
+    # whole padded image
     assert (boxes == torch.tensor([0, 0, 16, 16])).all()
     torch.testing.assert_close(crops[:, 0, :, :10, :14], images)
     assert (crops[:, :, :, 10:] == 0).all() and (crops[..., 14:] == 0).all()
@@ -275,25 +313,62 @@ def test_sample_local_crops_bad_inputs():
     images, roi = _crop_inputs()
     with pytest.raises(ValueError, match='roi must match'):
         sample_local_crops(images, roi[:, :-1])
-    with pytest.raises(ValueError, match='margin'):
+    with pytest.raises(ValueError, match='margin 30 leaves 0 centre pixels'):
         sample_local_crops(images, roi, crop_size=8, margin=30)
+    # a 16 px image padded to a 16 px crop with margin 8 has no interior
+    with pytest.raises(ValueError, match='fewer than num_crops'):
+        sample_local_crops(images[..., :16, :16], roi[:, :16, :16], crop_size=16)
 
 
-# ------------------------------------------------------------ downsampling
-def test_downsample_labels_nearest():
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 5, (2, 12, 18), generator=gen)
-    labels[0, :3] = 255
-    out = downsample_labels(labels, (4, 6))
+# ------------------------------------------------------------ token labels
+def _bilinear_at(plane: np.ndarray, y: float, x: float) -> float:
+    """Bilinear value of ``plane`` at continuous pixel coordinates (pixel
+    centres at integers, clamped at the border)."""
+    height, width = plane.shape
+    y, x = min(max(y, 0.0), height - 1.0), min(max(x, 0.0), width - 1.0)
+    y0, x0 = int(np.floor(y)), int(np.floor(x))
+    y1, x1 = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
+    dy, dx = y - y0, x - x0
+    top = plane[y0, x0] * (1 - dx) + plane[y0, x1] * dx
+    bottom = plane[y1, x0] * (1 - dx) + plane[y1, x1] * dx
+    return top * (1 - dy) + bottom * dy
+
+
+def _smooth_cams(seed=0, batch=2, classes=3, height=32, width=48):
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, classes, 4, 6, generator=gen, dtype=torch.float64)
+    return F.interpolate(coarse, (height, width), mode='bilinear', align_corners=True)
+
+
+def test_token_band_labels_resize_to_the_grid_first():
+    cams = _smooth_cams()
+    high, low = 0.7, 0.25
+    out = token_band_labels(cams, (4, 6), high, low, ignore_index=255)
     assert out.shape == (2, 4, 6) and out.dtype == torch.long
-    rows = [int(np.floor(i * 12 / 4)) for i in range(4)]
-    cols = [int(np.floor(j * 18 / 6)) for j in range(6)]
-    np.testing.assert_array_equal(out.numpy(), labels.numpy()[:, rows][:, :, cols])
-    assert (out[0, 0] == 255).all()
-    assert set(out.unique().tolist()) <= set(labels.unique().tolist())
-    assert downsample_labels(labels.to(torch.uint8), 3).shape == (2, 3, 3)
-    torch.testing.assert_close(downsample_labels(labels, (12, 18)), labels)
-    with pytest.raises(ValueError, match='labels'):
-        downsample_labels(labels[0], 4)
-    with pytest.raises(TypeError, match='integer'):
-        downsample_labels(labels.float(), 4)
+    arr = cams.numpy()
+    for b in range(2):
+        for i in range(4):
+            for j in range(6):
+                # patch centre of token (i, j) in pixel coordinates (8 px patches)
+                y, x = (i + 0.5) * 8 - 0.5, (j + 0.5) * 8 - 0.5
+                values = [_bilinear_at(arr[b, c], y, x) for c in range(3)]
+                best = max(values)
+                want = int(np.argmax(values)) + 1 if best > high else 255
+                want = 0 if best <= low else want
+                assert out[b, i, j] == want, (b, i, j)
+    # thresholding the pixels first and sub-sampling gives other labels
+    pixels = ignore_band_labels(cams, high, low)
+    assert not torch.equal(out, pixels[:, ::8, ::8])
+
+
+def test_token_band_labels_ignore_padding_tokens():
+    cams = _smooth_cams(seed=1)
+    valid = torch.ones(2, 32, 48, dtype=torch.bool)
+    valid[0, :, 42:] = False  # token column 5 has its centre (col 44) in padding
+    valid[1, 20:, :] = False  # token rows 3 (centre 28) padded; row 2 (centre 20) too
+    out = token_band_labels(cams, (4, 6), 0.7, 0.25, ignore_index=255, valid=valid)
+    plain = token_band_labels(cams, (4, 6), 0.7, 0.25, ignore_index=255)
+    assert (out[0, :, 5] == 255).all() and torch.equal(out[0, :, :5], plain[0, :, :5])
+    assert (out[1, 2:] == 255).all() and torch.equal(out[1, :2], plain[1, :2])
+    with pytest.raises(ValueError, match='valid must be'):
+        token_band_labels(cams, (4, 6), 0.7, 0.25, valid=valid[:, :16])
