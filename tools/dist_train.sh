@@ -12,13 +12,8 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 DIR="$(cd "$(dirname "$0")" && pwd)"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$DIR/../.venv/bin/python" ]; then
-        PYTHON="$DIR/../.venv/bin/python"
-    else
-        PYTHON=python
-    fi
-fi
+# shellcheck source-path=SCRIPTDIR source=select_python.sh
+. "$DIR/select_python.sh"
 
 PYTHONPATH="$DIR/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.run \

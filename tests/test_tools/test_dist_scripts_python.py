@@ -1,11 +1,14 @@
-"""Which interpreter tools/dist_train.sh and tools/dist_test.sh run.
+"""Which interpreter the launch scripts (tools/dist_*.sh, tools/slurm_*.sh) run.
 
 ``$PYTHON`` when set; else the repository's ``.venv/bin/python`` when it
 exists (``make install`` creates it; ``python`` on ``PATH`` may have no
-mmengine); else ``python`` from ``PATH``. Fake interpreters record their
-calls, so nothing is launched.
+mmengine); else ``python`` from ``PATH``: one rule, in
+``tools/select_python.sh``, which every script sources. Fake interpreters
+record their calls, so nothing is launched; the Slurm scripts go through the
+``srun`` stub of ``tests/slurm_stub.py`` (one task).
 """
 
+import itertools
 import os
 import shutil
 import stat
@@ -14,15 +17,34 @@ import subprocess
 import pytest
 
 from tests.scripts import ROOT
+from tests.slurm_stub import install_slurm_stubs
 
+#: script: (its arguments, the interpreter's arguments up to the tool, the
+#: tool, the tool's arguments)
 ARGS = {
     'dist_train.sh': (
         ['CFG.py', '2', '--amp'],
+        '-m torch.distributed.run ',
+        'train.py',
         ['CFG.py', '--launcher', 'pytorch', '--amp'],
     ),
     'dist_test.sh': (
         ['CFG.py', 'CKPT.pth', '2', '--out', 'o'],
+        '-m torch.distributed.run ',
+        'test.py',
         ['CFG.py', 'CKPT.pth', '--launcher', 'pytorch', '--out', 'o'],
+    ),
+    'slurm_train.sh': (
+        ['part', 'job', 'CFG.py', 'W', '--amp'],
+        '-u ',
+        'train.py',
+        ['CFG.py', '--work-dir=W', '--launcher', 'slurm', '--amp'],
+    ),
+    'slurm_test.sh': (
+        ['part', 'job', 'CFG.py', 'CKPT.pth', '--out', 'o'],
+        '-u ',
+        'test.py',
+        ['CFG.py', 'CKPT.pth', '--launcher', 'slurm', '--out', 'o'],
     ),
 }
 
@@ -37,6 +59,7 @@ def _run(script, repo, calls, env_extra):
     env = {
         'PATH': f'{repo.parent / "bin"}:/usr/bin:/bin',
         'CALLS': str(calls),
+        'GPUS': '1',  # the Slurm scripts' task count
         **env_extra,
     }
     args = ARGS[script][0]
@@ -52,20 +75,23 @@ def _run(script, repo, calls, env_extra):
 
 
 @pytest.mark.parametrize('script', sorted(ARGS))
-def test_dist_script_interpreter(script, tmp_path):
+def test_launch_script_interpreter(script, tmp_path):
     repo = tmp_path / 'repo'
     (repo / 'tools').mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, 'tools', script), repo / 'tools' / script)
+    for name in (script, 'select_python.sh'):
+        shutil.copy(os.path.join(ROOT, 'tools', name), repo / 'tools' / name)
     calls = tmp_path / 'calls.txt'
     _fake_python(tmp_path / 'bin' / 'python', 'path')
+    install_slurm_stubs(tmp_path / 'bin')
 
     # no .venv, no PYTHON: python from PATH
     who, argv = _run(script, repo, calls, {})
     assert who == 'path'
-    tool = 'train.py' if script == 'dist_train.sh' else 'test.py'
-    assert argv.startswith('-m torch.distributed.run ')
-    assert '--nproc_per_node=2' in argv
-    assert argv.endswith(f'{repo}/tools/{tool} ' + ' '.join(ARGS[script][1]))
+    _, head, tool, tool_args = ARGS[script]
+    assert argv.startswith(head)
+    if script.startswith('dist_'):
+        assert '--nproc_per_node=2' in argv
+    assert argv.endswith(f'{repo}/tools/{tool} ' + ' '.join(tool_args))
 
     # the repository's .venv wins over PATH
     _fake_python(repo / '.venv' / 'bin' / 'python', 'venv')
@@ -78,7 +104,9 @@ def test_dist_script_interpreter(script, tmp_path):
 
 
 @pytest.mark.parametrize('script', sorted(ARGS))
-def test_dist_script_header_documents_python(script):
+def test_launch_script_header_documents_python(script):
     with open(os.path.join(ROOT, 'tools', script), encoding='utf-8') as f:
-        header = f.read().split('\nCONFIG=')[0]
+        lines = f.read().splitlines()
+    header = '\n'.join(itertools.takewhile(lambda line: line.startswith('#'), lines))
     assert 'PYTHON' in header and '.venv/bin/python' in header
+    assert f'Usage: tools/{script} ' in header

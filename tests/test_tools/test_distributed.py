@@ -16,7 +16,6 @@ import copy
 import glob
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
@@ -26,6 +25,8 @@ from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import get_torch_safe_globals
+
+from tests.synthetic_runs import dist_smoke_options, free_port, run_launch_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VIT_CAM = 'configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
@@ -39,30 +40,9 @@ ATOL = 2e-4
 
 def _options(prefix: str):
     return [
-        'train_dataloader.dataset.num_samples=16',
-        'train_dataloader.batch_size=4',
-        'train_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False',
-        'train_dataloader.dataset.pipeline.0.prob=0.0',  # no random flips
-        'val_dataloader.dataset.num_samples=4',
-        'val_dataloader.num_workers=0',
-        'val_dataloader.persistent_workers=False',
-        'test_dataloader.dataset.num_samples=4',
-        'test_dataloader.num_workers=0',
-        'test_dataloader.persistent_workers=False',
-        f'train_cfg.max_iters={ITERS}',
-        f'train_cfg.val_interval={ITERS}',
-        f'param_scheduler.0.total_steps={ITERS}',
-        f'default_hooks.checkpoint.interval={ITERS}',
+        *dist_smoke_options(ITERS, num_train=16, batch_size=4),
         f'{prefix}backbone.freeze_pos_embed=True',
-        'log_level=INFO',
     ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def _dist_train(config: str, work_dir: str, options) -> subprocess.CompletedProcess:
@@ -71,15 +51,7 @@ def _dist_train(config: str, work_dir: str, options) -> subprocess.CompletedProc
 
 def _dist_run(args, work_dir: str, options) -> subprocess.CompletedProcess:
     """``bash SCRIPT ARGS --work-dir W --cfg-options ...`` on 2 CPU processes."""
-    cmd = ['bash', *args, '--work-dir', work_dir, '--cfg-options', *options]
-    for _ in range(2):  # a port taken between probing and binding: retry once
-        env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()))
-        env.update(OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
-        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        if out.returncode == 0 or 'address already in use' not in out.stderr.lower():
-            break
-    assert out.returncode == 0, out.stderr[-4000:]
-    return out
+    return run_launch_script([*args, '--work-dir', work_dir], options)
 
 
 class _InitWeights(Hook):
@@ -167,8 +139,8 @@ def test_cpu_distributed_setup_errors(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = Config(dict(launcher='none', env_cfg=dict(dist_cfg=dict(backend='gloo'))))
     assert setup_cpu_distributed(cfg) is False
-    cfg.launcher = 'slurm'
-    with pytest.raises(ValueError, match='launcher "pytorch".*slurm'):
+    cfg.launcher = 'mpi'
+    with pytest.raises(ValueError, match='launcher "pytorch".*"slurm".*got "mpi"'):
         setup_cpu_distributed(cfg)
     cfg.launcher = 'pytorch'
     cfg.env_cfg.dist_cfg.backend = 'nccl'
@@ -250,6 +222,6 @@ def test_gloo_processes_exit_cleanly_after_teardown(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
     for _ in range(8):
         cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2']
-        cmd += ['--master_port', str(_free_port()), str(script)]
+        cmd += ['--master_port', str(free_port()), str(script)]
         out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-3000:]

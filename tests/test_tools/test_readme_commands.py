@@ -13,8 +13,10 @@ inline ```python ...``` / ```bash ...``` / ```make ...``` span, is checked:
   (``--launcher pytorch``, ``--split train|val|test``) are accepted by it;
   a whole code-block command (no ``...``) parses with the tool's parser, with
   placeholders (``CONFIG``, ``DIR``, ``FLOAT``) filled in;
-* ``bash tools/dist_*.sh`` arguments after the GPU count are checked against
-  ``tools/train.py`` / ``tools/test.py``; ``make`` targets exist.
+* ``bash tools/dist_*.sh`` arguments after the GPU count, and ``bash
+  tools/slurm_*.sh`` arguments after ``PARTITION JOB_NAME``, are checked
+  against ``tools/train.py`` / ``tools/test.py``; so are the tools that
+  ``srun [options]`` runs; ``make`` targets exist.
 """
 
 import argparse
@@ -43,6 +45,12 @@ REPO_PREFIXES = ('configs/', 'tools/', 'benchmarks/', 'docs/', 'requirements/')
 #: dist scripts: (tool, number of tool positionals before the GPU count)
 DIST_SCRIPTS = {'tools/dist_train.sh': ('tools/train.py', 1)}
 DIST_SCRIPTS['tools/dist_test.sh'] = ('tools/test.py', 2)
+#: Slurm scripts (``PARTITION JOB_NAME`` first): (tool, what the script makes
+#: of its two further positionals)
+SLURM_SCRIPTS = {
+    'tools/slurm_train.sh': ('tools/train.py', lambda c, w: [c, '--work-dir', w]),
+    'tools/slurm_test.sh': ('tools/test.py', lambda c, ckpt: [c, ckpt]),
+}
 PLACEHOLDER = re.compile(r'^([A-Z][A-Z0-9_]*|<[^>]*>)$')
 INLINE_START = re.compile(
     r'^([A-Z_]+=\S+ )*(python3?|\.venv/bin/python|bash|make) '
@@ -269,10 +277,23 @@ def check_command(tokens, where, partial, env):
             forwarded = args[:num_positional] + args[num_positional + 1 :]
             forwarded += ['--launcher', 'pytorch']  # what the script appends
             check_tool_args(tool, forwarded, where, partial)
+        if script in SLURM_SCRIPTS:
+            tool, positionals = SLURM_SCRIPTS[script]
+            assert len(args) >= 4, f'{where}: {script} needs 4 positionals'
+            forwarded = positionals(*args[2:4]) + args[4:]
+            forwarded += ['--launcher', 'slurm']  # what the script appends
+            check_tool_args(tool, forwarded, where, partial)
         return script
+    if head == 'srun':  # srun [options] python TOOL ...
+        args = list(itertools.dropwhile(lambda t: t not in PYTHONS, args))
+        if not args:
+            return None
+        head, args = args[0], args[1:]
     if head in PYTHONS:
         if args[:2] == ['-m', 'torch.distributed.run']:
             args = list(itertools.dropwhile(lambda t: not t.endswith('.py'), args))
+        if args[:1] == ['-u']:  # unbuffered output
+            args = args[1:]
         if not args or args[0] in ('...', '-m', '-c'):
             return None
         head, args = args[0], args[1:]
@@ -328,6 +349,8 @@ def test_every_tool_of_the_readme_is_checked():
         'tools/test.py',
         'tools/dist_train.sh',
         'tools/dist_test.sh',
+        'tools/slurm_train.sh',
+        'tools/slurm_test.sh',
         'tools/generate_pseudo_labels.py',
         'tools/run_synthetic_chain.py',
         'tools/dataset_converters/coco2014_to_semantic.py',
@@ -349,6 +372,9 @@ def test_the_checker_catches_drift():
         'python tools/train.py',  # the config is required
         'python tools/generate_pseudo_labels.py C K --out-dir D --split trainaug',
         'bash tools/dist_train.sh CONFIG 2 --out DIR',  # a test.py flag
+        'bash tools/slurm_train.sh P J CONFIG DIR --out DIR',  # a test.py flag
+        'bash tools/slurm_test.sh P J CONFIG',  # no checkpoint
+        'srun -p P --ntasks=2 python tools/test.py CONFIG CKPT --launcher slurmish',
         'make no-such-target',
     ):
         with pytest.raises((AssertionError, pytest.fail.Exception)):

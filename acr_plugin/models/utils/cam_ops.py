@@ -136,8 +136,7 @@ def whole_patches(images: Tensor, patch_size: int) -> Tensor:
     kept = (height // patch_size * patch_size, width // patch_size * patch_size)
     if min(kept) < 1:
         raise ValueError(
-            f'whole_patches: a {height}x{width} px image holds no '
-            f'{patch_size} px patch'
+            f'whole_patches: a {height}x{width} px image holds no {patch_size} px patch'
         )
     if kept == (height, width):
         return images
