@@ -1,5 +1,6 @@
 from .cls_token_grad_cam_head import ClsTokenGradCAMHead
 from .ctc_projection_head import CTCProjectionHead
+from .deeplabv2_head import DeepLabV2Head
 from .grad_cam_ops import (
     GRAD_CAM_VARIANTS,
     affinity_matrix,
@@ -17,5 +18,6 @@ __all__ = [
     'grad_cam_maps_batched',
     'layer_scores',
     'CTCProjectionHead',
+    'DeepLabV2Head',
     'LargeFOVHead',
 ]
