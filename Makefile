@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install test test-fast lint demo bench clean
 
-$(STAMP): requirements/runtime.txt requirements/tests.txt setup.py
+$(STAMP): requirements/runtime.txt requirements/tests.txt requirements/install.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements/runtime.txt -r requirements/tests.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .

@@ -19,7 +19,13 @@ def read_readme() -> str:
 
 
 def read_requirements(name: str) -> list:
-    """Return the requirement lines of ``requirements/<name>.txt``."""
+    """Return the requirement lines of ``requirements/<name>.txt``.
+
+    ``install`` holds the abstract dependencies (lower bounds only, no
+    distribution of mmseg / mmcv / mmengine / opencv: see that file);
+    ``runtime`` is the pinned lock file that ``make install`` installs before
+    ``pip install --no-deps -e .`` and is not read here.
+    """
     path = osp.join(osp.dirname(__file__), 'requirements', f'{name}.txt')
     with open(path) as f:
         lines = (line.split('#')[0].strip() for line in f)
@@ -37,8 +43,12 @@ setup(
         exclude=('tests', 'tests.*', 'configs', 'tools', 'benchmarks')
     ),
     python_requires='>=3.10',
-    install_requires=read_requirements('runtime'),
-    extras_require=dict(tests=read_requirements('tests')),
+    install_requires=read_requirements('install'),
+    extras_require=dict(
+        crf=['pydensecrf2>=1.1'],  # dense CRF of pseudo labels (sdist, needs g++)
+        coco=['pycocotools>=2.0.7'],  # COCO 2014 -> semantic PNG converter
+        tests=read_requirements('tests'),
+    ),
     license='Apache-2.0',
     zip_safe=False,
 )

@@ -6,9 +6,13 @@ config only needs::
     custom_imports = dict(imports=['acr_plugin'], allow_failed_imports=False)
 """
 
-# the host libraries first, without their start-up noise (OneDL, mmcv-lite)
+# the host libraries first: mmseg / mmcv / mmengine at supported versions (else
+# one ImportError saying what to install), then imported without their start-up
+# noise (OneDL, mmcv-lite)
+from .utils.host_check import check_host_libraries
 from .utils.host_messages import import_host_modules
 
+check_host_libraries()
 import_host_modules()
 
 # isort: split

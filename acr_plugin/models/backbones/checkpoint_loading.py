@@ -18,6 +18,8 @@ from typing import Callable, List, Optional, Union
 import torch
 from mmengine.runner import CheckpointLoader
 
+from ...utils.compat import mmengine_safe_globals, safe_globals
+
 #: suffixes loaded with the ``safetensors`` package (tensors only, no pickle)
 SAFETENSORS_SUFFIXES = ('.safetensors',)
 
@@ -32,12 +34,12 @@ def safe_checkpoint_globals() -> List[Callable]:
     effects.
 
     Returns:
-        list: Globals for ``torch.serialization.safe_globals``.
+        list: Globals for ``torch.serialization.safe_globals`` (see
+        :mod:`acr_plugin.utils.compat` for stacks without it).
     """
     from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
-    from mmengine.runner.checkpoint import get_torch_safe_globals
 
-    return list(get_torch_safe_globals()) + [OneCycleParamScheduler]
+    return mmengine_safe_globals() + [OneCycleParamScheduler]
 
 
 def load_checkpoint_weights_only(
@@ -76,7 +78,7 @@ def load_checkpoint_weights_only(
         device = 'cpu' if map_location is None else str(map_location)
         return dict(load_file(path, device=device))
     try:
-        with torch.serialization.safe_globals(safe_checkpoint_globals()):
+        with safe_globals(safe_checkpoint_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
