@@ -265,8 +265,8 @@ def check_command(tokens, where, partial, env):
         return None
     check_repo_paths(tokens, where)
     head, args = tokens[0], tokens[1:]
-    if head == 'make':
-        missing = set(args) - make_targets()
+    if head == 'make':  # targets; VAR=value arguments override make variables
+        missing = {a for a in args if not re.match(r'^\w+=', a)} - make_targets()
         assert not missing, f'{where}: no make target {missing}'
         return 'make'
     if head in ('bash', 'sh'):

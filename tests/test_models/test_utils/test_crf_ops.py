@@ -87,6 +87,8 @@ def test_refinement_is_dense_crf_of_the_softmax():
 
 def test_crf_config_errors_name_the_key(monkeypatch):
     assert check_crf_cfg(None, 'x') is None
+    # the config checks do not need pydensecrf2 itself (an optional extra)
+    monkeypatch.setattr(crf_ops, 'crf_available', lambda: True)
     assert check_crf_cfg({}, 'x') == {}
     with pytest.raises(ValueError, match=r"model.test_cfg.crf: unknown.*\['sxy'\]"):
         check_crf_cfg(dict(sxy=3), 'model.test_cfg.crf')
