@@ -268,8 +268,7 @@ def sample_local_crops(
         ``(B, num_crops, 4)`` long as ``(y0, x0, y1, x1)`` (end exclusive).
 
     Raises:
-        ValueError: For mismatched shapes, or an image whose interior has
-            fewer than ``num_crops`` pixels (no crops without replacement).
+        ValueError: For mismatched shapes, or a margin that leaves no centre.
     """
     if images.dim() != 4 or roi.dim() != 3:
         raise ValueError(
@@ -293,24 +292,33 @@ def sample_local_crops(
         images = F.pad(images, (0, pad_w, 0, pad_h))
         roi = F.pad(roi, (0, pad_w, 0, pad_h), value=ROI_BACKGROUND)
     batch, _, height, width = images.shape
-    interior = max(0, height - 2 * margin) * max(0, width - 2 * margin)
-    if margin < 0 or interior < num_crops:
+    if margin < 0 or 2 * margin > min(height, width):
         raise ValueError(
-            f'sample_local_crops: margin {margin} leaves {interior} centre pixels '
-            f'in a {height}x{width} image, fewer than num_crops ({num_crops}); '
-            'use larger images, a smaller local crop or a smaller margin'
+            f'sample_local_crops: margin {margin} leaves no valid centre in a '
+            f'{height}x{width} image (need 0 <= 2 * margin <= min(H, W))'
         )
 
     valid = torch.zeros(height, width, dtype=torch.bool, device=roi.device)
     valid[margin : height - margin, margin : width - margin] = True
+    if int(valid.sum()) < num_crops:
+        # too small for ToCo's sampling (e.g. a padded image of crop_size):
+        # the closed range [margin, size - margin], with replacement below
+        valid[margin : height - margin + 1, margin : width - margin + 1] = True
     device = generator.device if generator is not None else torch.device('cpu')
     centres = []
     for b in range(batch):
         candidates = (valid & (roi[b] <= ROI_UNCERTAIN)).nonzero()
         if candidates.shape[0] < num_crops:
             candidates = valid.nonzero()
-        order = torch.randperm(candidates.shape[0], generator=generator, device=device)
-        centres.append(candidates[order[:num_crops].to(candidates.device)])
+        count = candidates.shape[0]
+        if count >= num_crops:
+            index = torch.randperm(count, generator=generator, device=device)
+            index = index[:num_crops]
+        else:
+            index = torch.randint(
+                count, (num_crops,), generator=generator, device=device
+            )
+        centres.append(candidates[index.to(candidates.device)])
     centres = torch.stack(centres)  # (B, N, 2)
 
     limits = torch.tensor([height - crop_size, width - crop_size], device=roi.device)

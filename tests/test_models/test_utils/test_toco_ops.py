@@ -282,15 +282,18 @@ def test_sample_local_crops_reproducible():
 def test_sample_local_crops_pads_small_images():
     images = torch.rand(2, 3, 10, 14) + 1.0  # strictly positive pixels
     roi = torch.ones(2, 10, 14, dtype=torch.long)
-    crops, _, boxes = sample_local_crops(
-        images, roi, num_crops=3, crop_size=16, margin=6
-    )
+    crops, _, boxes = sample_local_crops(images, roi, num_crops=3, crop_size=16)
     assert crops.shape == (2, 3, 3, 16, 16)
-    # padded to 16 x 16; centres in [6, 10): boxes shifted inside, i.e. the
-    # whole padded image
+    # padded to 16 x 16: no interior pixel in [8, 8); the closed range [8, 8]
+    # holds the one centre (8, 8), drawn with replacement: the whole image
     assert (boxes == torch.tensor([0, 0, 16, 16])).all()
     torch.testing.assert_close(crops[:, 0, :, :10, :14], images)
     assert (crops[:, :, :, 10:] == 0).all() and (crops[..., 14:] == 0).all()
+    # one pixel larger than the crop: 1 interior pixel, 4 in the closed range
+    _, _, boxes = sample_local_crops(
+        torch.rand(1, 3, 17, 17), torch.ones(1, 17, 17, dtype=torch.long), 8, 16
+    )
+    assert _centres(boxes[0], 16) <= {(8, 8), (8, 9), (9, 8), (9, 9)}
 
 
 def test_sample_local_crops_small_margin_keeps_boxes_inside():
@@ -313,11 +316,8 @@ def test_sample_local_crops_bad_inputs():
     images, roi = _crop_inputs()
     with pytest.raises(ValueError, match='roi must match'):
         sample_local_crops(images, roi[:, :-1])
-    with pytest.raises(ValueError, match='margin 30 leaves 0 centre pixels'):
+    with pytest.raises(ValueError, match='margin 30 leaves no valid centre'):
         sample_local_crops(images, roi, crop_size=8, margin=30)
-    # a 16 px image padded to a 16 px crop with margin 8 has no interior
-    with pytest.raises(ValueError, match='fewer than num_crops'):
-        sample_local_crops(images[..., :16, :16], roi[:, :16, :16], crop_size=16)
 
 
 # ------------------------------------------------------------ token labels
