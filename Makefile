@@ -8,7 +8,7 @@ WORK_DIR ?= work_dirs/demo
 DEMO_CONFIG ?= configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint demo bench clean
+.PHONY: install test test-fast test-upstream lint demo bench clean
 
 $(STAMP): requirements/runtime.txt requirements/tests.txt requirements/install.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) tests
+
+# The classic research stack (Python 3.10, torch 2.1.2, upstream mmcv 2.1.0 with
+# compiled ops, mmengine 0.10.7, mmsegmentation 1.2.2, timm 1.0.16) in its own
+# .venv-upstream: the fast suite and mmseg's own tools (first build ~30 min,
+# mmcv's ops compile; see docs/installation.md). UPSTREAM_MMCV=mmcv-lite==2.1.0
+# skips the compile (the smoke leg of .ci/run).
+test-upstream:
+	bash tools/upstream_stack.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

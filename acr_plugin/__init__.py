@@ -9,11 +9,13 @@ config only needs::
 # the host libraries first: mmseg / mmcv / mmengine at supported versions (else
 # one ImportError saying what to install), then imported without their start-up
 # noise (OneDL, mmcv-lite)
+from .utils.compat import register_config_packages
 from .utils.host_check import check_host_libraries
 from .utils.host_messages import import_host_modules
 
 check_host_libraries()
 import_host_modules()
+register_config_packages()  # `mmseg::` config bases on the onedl forks
 
 # isort: split
 from . import datasets, engine, evaluation, models  # noqa: E402, F401 (registration)

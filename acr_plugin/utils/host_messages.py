@@ -1,4 +1,4 @@
-"""Import the host libraries without their two known start-up messages.
+"""Import the host libraries without their known start-up messages.
 
 Every command would otherwise begin with output that is not about the run:
 
@@ -10,8 +10,12 @@ Every command would otherwise begin with output that is not about the run:
   ``mmcv`` rather than ``mmcv-lite```` (``mmcv.cnn.bricks.transformer``):
   the pure-Python mmcv has no compiled ops; no acr_plugin component uses
   this one.
+* ``ImportWarning: ``MultiScaleDeformableAttention`` has been moved to
+  ``mmcv.ops.multi_scale_deform_attn`` ...`` (same module, upstream mmcv 2.1
+  with compiled ops): mmcv's own re-export; Python hides ImportWarning by
+  default, ``-W default`` shows it.
 
-:func:`import_host_modules` imports those modules with exactly these two
+:func:`import_host_modules` imports those modules with exactly these
 messages dropped: any other line printed or warning raised meanwhile is
 passed on, and no filter stays installed afterwards. ``import acr_plugin``
 calls it first, so the tools (and any script that imports acr_plugin before
@@ -37,6 +41,8 @@ MMCV_LITE_WARNING = (
 )
 #: the module that raises it (a ``warnings`` module regex)
 MMCV_LITE_MODULE = r'mmcv\.cnn\.bricks\.transformer$'
+#: start of upstream mmcv's ImportWarning (same module, compiled ops)
+MMCV_MOVED_WARNING = r'``MultiScaleDeformableAttention`` has been moved to '
 
 
 @contextlib.contextmanager
@@ -84,13 +90,14 @@ def without_warning(message: str, category: type, module: str) -> Iterator[None]
 
 
 def import_host_modules() -> None:
-    """Import :data:`HOST_MODULES` without their two known messages.
+    """Import :data:`HOST_MODULES` without their known messages.
 
     A module imported before is not imported again (and printed then).
     """
     with (
         without_stdout_lines([ONEDL_LINE]),
         without_warning(MMCV_LITE_WARNING, UserWarning, MMCV_LITE_MODULE),
+        without_warning(MMCV_MOVED_WARNING, ImportWarning, MMCV_LITE_MODULE),
     ):
         for name in HOST_MODULES:
             importlib.import_module(name)

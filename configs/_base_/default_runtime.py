@@ -1,6 +1,8 @@
 # Runtime shared by acr_plugin configs: mmseg's default runtime, written out
-# because `mmseg::` config scopes do not resolve with the onedl-mmsegmentation
-# distribution (mmengine looks for a distribution named "mmsegmentation").
+# because `mmseg::` config bases do not resolve with the onedl-mmsegmentation
+# distribution under mmseg's own tools (mmengine looks for a distribution named
+# "mmsegmentation"; acr_plugin's tools/ map the prefix to the fork, see
+# docs/installation.md "Config bases").
 default_scope = 'mmseg'
 custom_imports = dict(imports=['acr_plugin'], allow_failed_imports=False)
 env_cfg = dict(

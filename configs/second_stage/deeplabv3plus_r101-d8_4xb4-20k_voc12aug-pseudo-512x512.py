@@ -4,7 +4,7 @@
 # (40k: train_cfg.max_iters=40000 param_scheduler.0.end=40000).
 #
 # Pseudo labels: tools/generate_pseudo_labels.py writes <image name>.png, the
-# layout mmseg reads, into data_root/PseudoLabels (see README "Second stage"):
+# layout mmseg reads, into data_root/PseudoLabels (see docs/pseudo_labels.md):
 #   python tools/generate_pseudo_labels.py WSSS_CONFIG CKPT \
 #       --out-dir data/VOCdevkit/VOC2012/PseudoLabels --bg-thr auto --crf \
 #       --split-cfg-key train_dataloader --pipeline-cfg-key test_dataloader \

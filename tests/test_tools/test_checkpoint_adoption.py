@@ -14,8 +14,8 @@ import sys
 import pytest
 import torch
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import get_torch_safe_globals
 
+from tests.checkpoints import load_runner_checkpoint
 from tests.synthetic_runs import tiny_synthetic_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -38,8 +38,7 @@ TINY = [
 
 
 def _load(path: str) -> dict:
-    with torch.serialization.safe_globals(get_torch_safe_globals()):
-        return torch.load(path, map_location='cpu', weights_only=True)['state_dict']
+    return load_runner_checkpoint(path)['state_dict']
 
 
 def _train(config: str, work_dir, *options: str, resume: bool = False):

@@ -24,8 +24,8 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import get_torch_safe_globals
 
+from tests.checkpoints import load_runner_checkpoint
 from tests.synthetic_runs import dist_smoke_options, free_port, run_launch_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -95,12 +95,7 @@ def test_dist_train_two_cpu_processes(config, prefix, tmp_path):
     assert 'Distributed training: True' in log
     assert 'mIoU' in log  # the distributed validation gathered its results
 
-    with torch.serialization.safe_globals(get_torch_safe_globals()):
-        ckpt = torch.load(
-            osp.join(work_dir, f'iter_{ITERS}.pth'),
-            map_location='cpu',
-            weights_only=True,
-        )
+    ckpt = load_runner_checkpoint(osp.join(work_dir, f'iter_{ITERS}.pth'))
     meta = ckpt['meta']
     assert meta['iter'] == ITERS and meta['seed'] == 0
     assert "launcher = 'pytorch'" in meta['cfg']

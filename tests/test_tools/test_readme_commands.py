@@ -17,6 +17,9 @@ inline ```python ...``` / ```bash ...``` / ```make ...``` span, is checked:
   tools/slurm_*.sh`` arguments after ``PARTITION JOB_NAME``, are checked
   against ``tools/train.py`` / ``tools/test.py``; so are the tools that
   ``srun [options]`` runs; ``make`` targets exist.
+
+Every relative markdown link of these files points to a file that exists,
+and its ``#anchor`` (if any) to a heading of the linked markdown file.
 """
 
 import argparse
@@ -399,3 +402,69 @@ def test_readme_activates_the_venv_before_its_python_commands():
     prose = ' '.join(text.split())
     assert 'write `.venv/bin/python` for `python`' in prose
     assert "`PYTHON` unset: the repository's `.venv/bin/python`" in prose
+
+
+# ----------------------------------------------------------------- links
+def _prose_lines(text):
+    """The lines outside fenced code blocks."""
+    fenced = False
+    for line in text.splitlines():
+        if line.strip().startswith('```'):
+            fenced = not fenced
+        elif not fenced:
+            yield line
+
+
+def heading_anchors(text):
+    """GitHub's anchors of the markdown headings (``-1``... for repeats)."""
+    anchors, seen = set(), {}
+    for line in _prose_lines(text):
+        match = re.match(r'^#{1,6}\s+(.*?)\s*#*\s*$', line)
+        if not match:
+            continue
+        slug = re.sub(r'[^\w\- ]', '', match.group(1).strip().lower()).replace(' ', '-')
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if count == 0 else f'{slug}-{count}')
+    return anchors
+
+
+def relative_links(text):
+    """``(target, anchor)`` of the relative links and images outside code."""
+    prose = '\n'.join(_prose_lines(text))
+    prose = re.sub(r'(`+).+?\1', '', prose, flags=re.S)  # inline code
+    for target in re.findall(r'\]\(([^()\s]+)\)', prose):
+        if re.match(r'^[a-z][a-z0-9+.-]*:', target):  # http:, mailto:, ...
+            continue
+        path, _, anchor = target.partition('#')
+        yield path, anchor
+
+
+@pytest.mark.parametrize('doc', DOCS)
+def test_relative_links_resolve(doc):
+    with open(osp.join(ROOT, doc), encoding='utf-8') as f:
+        text = f.read()
+    for path, anchor in relative_links(text):
+        target = osp.normpath(osp.join(osp.dirname(doc), path)) if path else doc
+        full = osp.join(ROOT, target)
+        assert osp.exists(full), f'{doc}: link to missing {target}'
+        if anchor and target.endswith('.md'):
+            with open(full, encoding='utf-8') as f:
+                anchors = heading_anchors(f.read())
+            assert anchor in anchors, f'{doc}: no heading #{anchor} in {target}'
+
+
+def test_link_checker_catches_broken_links():
+    text = (
+        '# A `b`: c -> d\n[ok](#a-b-c---d) [bad](#nope) [web](https://x.org/y)\n'
+        '```\n[in code](missing.md)\n```\n'
+    )
+    assert heading_anchors(text) == {'a-b-c---d'}
+    assert list(relative_links(text)) == [('', 'a-b-c---d'), ('', 'nope')]
+
+
+def test_readme_links_every_docs_page():
+    with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        linked = {osp.normpath(path) for path, _ in relative_links(f.read())}
+    pages = set(glob.glob('docs/*.md', root_dir=ROOT))
+    assert pages - linked == set()

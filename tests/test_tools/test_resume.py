@@ -18,8 +18,8 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import get_torch_safe_globals
 
+from tests.checkpoints import load_runner_checkpoint
 from tests.synthetic_runs import tiny_synthetic_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -64,8 +64,7 @@ def _val_metrics(runner) -> dict:
 
 
 def _safe_load(path: str) -> dict:
-    with torch.serialization.safe_globals(get_torch_safe_globals()):
-        return torch.load(path, map_location='cpu', weights_only=True)
+    return load_runner_checkpoint(path)
 
 
 @pytest.mark.slow

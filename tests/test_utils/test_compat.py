@@ -1,6 +1,6 @@
 """Version shims: checkpoints load where torch / mmengine lack the newer APIs."""
 
-import contextlib
+import pickle
 
 import mmengine.runner.checkpoint as mmengine_checkpoint
 import numpy as np
@@ -12,16 +12,17 @@ from acr_plugin.models.backbones.checkpoint_loading import load_checkpoint_weigh
 from acr_plugin.utils import compat
 
 
+@pytest.mark.skipif(
+    not hasattr(mmengine_checkpoint, 'get_torch_safe_globals'),
+    reason='this mmengine has no list to compare with (upstream <= 0.10.7)',
+)
 def test_fallback_globals_equal_mmengines_list(monkeypatch):
     newer = set(mmengine_checkpoint.get_torch_safe_globals())
     monkeypatch.delattr(mmengine_checkpoint, 'get_torch_safe_globals')
     assert set(compat.mmengine_safe_globals()) == newer
 
 
-def test_runner_checkpoint_loads_without_mmengines_list(monkeypatch, tmp_path):
-    """A checkpoint with numpy objects and a HistoryBuffer (what a runner
-    saves) loads weights-only with the fallback list."""
-    path = str(tmp_path / 'runner.pth')
+def _runner_like_checkpoint(path):
     buffer = HistoryBuffer()
     buffer.update(1.5)
     saved = dict(
@@ -29,29 +30,114 @@ def test_runner_checkpoint_loads_without_mmengines_list(monkeypatch, tmp_path):
         message_hub=dict(buffer=buffer, array=np.arange(3), scalar=np.float64(2.0)),
     )
     torch.save(saved, path)
-    monkeypatch.delattr(mmengine_checkpoint, 'get_torch_safe_globals')
+
+
+class _Payload:
+    """An arbitrary object: a weights-only load must refuse to build it."""
+
+
+#: how weights_only_load runs: torch's allow-list (torch >= 2.5) and the
+#: restricted unpickler of older torch (forced here by hiding the allow-list)
+ROUTES = [
+    pytest.param(
+        'safe_globals',
+        marks=pytest.mark.skipif(
+            not hasattr(torch.serialization, 'safe_globals'), reason='torch < 2.5'
+        ),
+    ),
+    'restricted_unpickler',
+]
+
+
+def _route(monkeypatch, route):
+    if route == 'restricted_unpickler':
+        monkeypatch.delattr(torch.serialization, 'safe_globals', raising=False)
+
+
+@pytest.mark.parametrize('route', ROUTES)
+def test_runner_checkpoint_loads_without_mmengines_list(monkeypatch, tmp_path, route):
+    """A checkpoint with numpy objects and a HistoryBuffer (what a runner
+    saves) loads weights-only with the fallback list, on either route."""
+    path = str(tmp_path / 'runner.pth')
+    _runner_like_checkpoint(path)
+    monkeypatch.delattr(mmengine_checkpoint, 'get_torch_safe_globals', raising=False)
+    _route(monkeypatch, route)
     loaded = load_checkpoint_weights_only(path)
     torch.testing.assert_close(loaded['state_dict']['w'], torch.ones(2))
     np.testing.assert_array_equal(loaded['message_hub']['array'], np.arange(3))
+    assert loaded['message_hub']['scalar'] == 2.0
+    assert loaded['message_hub']['buffer'].current() == 1.5
 
 
-def test_without_torch_safe_globals_plain_state_dicts_still_load(monkeypatch, tmp_path):
-    """torch < 2.5 has no safe_globals context: the shim is a no-op there and
-    a plain state dict (a pretrained backbone) loads weights-only."""
-    path = str(tmp_path / 'plain.pth')
-    torch.save(dict(weight=torch.arange(4.0)), path)
-    monkeypatch.delattr(torch.serialization, 'safe_globals')
-    context = compat.safe_globals([np.ndarray])
-    assert isinstance(context, contextlib.nullcontext)
-    loaded = load_checkpoint_weights_only(path)
+@pytest.mark.parametrize('route', ROUTES)
+def test_weights_only_load_allows_exactly_the_listed_types(
+    monkeypatch, tmp_path, route
+):
+    _route(monkeypatch, route)
+    plain = str(tmp_path / 'plain.pth')
+    torch.save(dict(weight=torch.arange(4.0), meta=dict(iter=3)), plain)
+    loaded = compat.weights_only_load(plain)
     torch.testing.assert_close(loaded['weight'], torch.arange(4.0))
+    assert loaded['meta'] == dict(iter=3)
 
-
-def test_safe_globals_allows_the_listed_types(tmp_path):
-    path = str(tmp_path / 'array.pth')
-    torch.save(dict(array=np.arange(3)), path)
-    with pytest.raises(Exception, match='(?i)unsupported|weights_only'):
-        torch.load(path, weights_only=True)
-    with compat.safe_globals(compat.mmengine_safe_globals()):
-        loaded = torch.load(path, weights_only=True)
+    array = str(tmp_path / 'array.pth')
+    torch.save(dict(array=np.arange(3)), array)
+    with pytest.raises(pickle.UnpicklingError, match='(?i)unsupported global'):
+        compat.weights_only_load(array)
+    loaded = compat.weights_only_load(array, compat.mmengine_safe_globals())
     np.testing.assert_array_equal(loaded['array'], np.arange(3))
+
+    payload = str(tmp_path / 'payload.pth')
+    torch.save(dict(payload=_Payload()), payload)
+    with pytest.raises(pickle.UnpicklingError, match='_Payload'):
+        compat.weights_only_load(payload, compat.mmengine_safe_globals())
+
+
+def test_config_packages_point_at_forks_only_where_upstream_is_missing(monkeypatch):
+    from mmengine.config import utils as config_utils
+
+    table = {'mmseg': 'mmsegmentation', 'mmcv': 'mmcv', 'mmdet': 'mmdet'}
+    monkeypatch.setattr(config_utils, 'MODULE2PACKAGE', table)
+    installed = {'onedl-mmsegmentation', 'mmcv', 'onedl-mmcv'}
+    monkeypatch.setattr(compat, '_distribution_installed', installed.__contains__)
+    assert compat.register_config_packages() == {'mmseg': 'onedl-mmsegmentation'}
+    # upstream mmcv stays, mmdet (neither installed) is left to mmengine's error
+    assert table == {'mmseg': 'onedl-mmsegmentation', 'mmcv': 'mmcv', 'mmdet': 'mmdet'}
+
+
+def test_mmseg_config_bases_resolve_on_this_stack(tmp_path):
+    """``mmseg::`` bases resolve once acr_plugin is imported, upstream or fork."""
+    from mmengine.config import Config
+
+    import acr_plugin  # noqa: F401 (registers the prefixes)
+
+    path = tmp_path / 'user_cfg.py'
+    path.write_text(
+        "_base_ = ['mmseg::_base_/default_runtime.py',"
+        " 'mmseg::_base_/schedules/schedule_20k.py']\n"
+    )
+    cfg = Config.fromfile(str(path))
+    assert cfg.default_scope == 'mmseg'
+    assert cfg.train_cfg.max_iters == 20000
+
+
+@pytest.mark.parametrize('public', [True, False])
+def test_load_state_dict_pre_hook_on_every_torch(monkeypatch, public):
+    """The public API (torch >= 2.3) or the private one before it: the hook
+    sees the module and the state dict, and may rename keys."""
+    calls = []
+
+    def hook(module, state_dict, prefix, *args):
+        calls.append(module)
+        state_dict[prefix + 'weight'] = state_dict.pop(prefix + 'old_weight')
+
+    module = torch.nn.Linear(2, 2)
+    if not public:
+        monkeypatch.setattr(
+            torch.nn.Linear, 'register_load_state_dict_pre_hook', None, raising=False
+        )
+    compat.register_load_state_dict_pre_hook(module, hook)
+    state = {'old_weight': torch.ones(2, 2), 'bias': torch.zeros(2)}
+    module.load_state_dict(state)
+    assert calls == [module]
+    torch.testing.assert_close(module.weight, torch.ones(2, 2))

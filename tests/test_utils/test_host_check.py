@@ -23,8 +23,13 @@ MIM_INSTALL = 'mim install "mmcv>=2.1.0,<2.2.0"'
 
 
 def _fake_metadata(monkeypatch, **versions):
-    """Distribution name -> version (None: not installed); others as they are."""
+    """Distribution name -> version (None: not installed). The other known
+    distributions of a library named here are hidden (so the fake is the same
+    on the onedl and the upstream stack); other libraries stay as they are."""
     real = importlib.metadata.version
+    for lib in host_check.HOST_LIBRARIES:
+        if any(name in versions for name in lib.distributions):
+            versions = {**dict.fromkeys(lib.distributions), **versions}
 
     def version(name):
         if name in versions:
@@ -128,8 +133,12 @@ def test_unknown_distribution_falls_back_to_the_module_version(monkeypatch):
 
 def test_two_distributions_of_one_package_warn(monkeypatch):
     """Upstream and onedl both installed: the files are one of them; warn."""
-    _fake_metadata(monkeypatch, mmsegmentation='1.2.2')
-    with pytest.warns(UserWarning, match='mmsegmentation 1.2.2, onedl-mmsegmentation'):
+    _fake_metadata(
+        monkeypatch, mmsegmentation='1.2.2', **{'onedl-mmsegmentation': '1.4.2'}
+    )
+    with pytest.warns(
+        UserWarning, match='mmsegmentation 1.2.2, onedl-mmsegmentation 1.4.2'
+    ):
         assert host_check.host_problems() == []  # the imported module's version
 
 
@@ -167,7 +176,11 @@ def test_import_acr_plugin_raises_only_this_error():
     code = (
         'import importlib.metadata as m\n'
         'real = m.version\n'
-        "m.version = lambda n: '0.30.0' if n == 'onedl-mmsegmentation' else real(n)\n"
+        'def version(n):\n'
+        "    if n == 'mmsegmentation':\n"
+        '        raise m.PackageNotFoundError(n)\n'
+        "    return '0.30.0' if n == 'onedl-mmsegmentation' else real(n)\n"
+        'm.version = version\n'
         'import acr_plugin\n'
     )
     env = dict(os.environ, OMP_NUM_THREADS='1')

@@ -23,9 +23,10 @@ def build_torchvision_op(cfg: dict, seg_fill: int = 255) -> nn.Module:
 
     ``type`` names a class of ``torchvision.transforms.v2``; the other keys
     are its arguments (``interpolation`` may be a string such as
-    ``'bicubic'``). For ops with a ``fill`` argument the fill becomes a
-    per-type dict: the configured value (default 0) for the image and
-    ``seg_fill`` for the segmentation maps.
+    ``'bicubic'``; resizing ops antialias unless ``antialias`` is given, as
+    torchvision >= 0.17 does by default, on every torchvision). For ops with
+    a ``fill`` argument the fill becomes a per-type dict: the configured value
+    (default 0) for the image and ``seg_fill`` for the segmentation maps.
 
     Args:
         cfg (dict): e.g. ``dict(type='RandAugment', num_ops=2, magnitude=9)``.
@@ -52,7 +53,15 @@ def build_torchvision_op(cfg: dict, seg_fill: int = 255) -> nn.Module:
             f'TorchvisionTransforms: torchvision.transforms.v2 has no transform '
             f'"{name}"'
         )
-    if 'fill' in inspect.signature(op_cls).parameters:
+    params = inspect.signature(op_cls).parameters
+    if isinstance(args.get('interpolation'), str):
+        # torchvision < 0.17 accepts the enum only
+        args['interpolation'] = v2.InterpolationMode(args['interpolation'])
+    if 'antialias' in params and 'antialias' not in args:
+        # the default of torchvision >= 0.17 (and of PIL, which DeiT's
+        # recipes resized with); 0.16 defaulted to no antialiasing on tensors
+        args['antialias'] = True
+    if 'fill' in params:
         image_fill = args.pop('fill', None)
         args['fill'] = {
             tv_tensors.Image: 0 if image_fill is None else image_fill,

@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Union
 import torch
 from mmengine.runner import CheckpointLoader
 
-from ...utils.compat import mmengine_safe_globals, safe_globals
+from ...utils.compat import mmengine_safe_globals, weights_only_load
 
 #: suffixes loaded with the ``safetensors`` package (tensors only, no pickle)
 SAFETENSORS_SUFFIXES = ('.safetensors',)
@@ -34,8 +34,9 @@ def safe_checkpoint_globals() -> List[Callable]:
     effects.
 
     Returns:
-        list: Globals for ``torch.serialization.safe_globals`` (see
-        :mod:`acr_plugin.utils.compat` for stacks without it).
+        list: Globals for ``torch.serialization.safe_globals`` (or, on torch
+        without it, :func:`acr_plugin.utils.compat.weights_only_load`'s
+        restricted unpickler).
     """
     from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
 
@@ -78,8 +79,7 @@ def load_checkpoint_weights_only(
         device = 'cpu' if map_location is None else str(map_location)
         return dict(load_file(path, device=device))
     try:
-        with safe_globals(safe_checkpoint_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True)
+        return weights_only_load(path, safe_checkpoint_globals(), map_location)
     except UnpicklingError as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if 'Unsupported' in line), None)

@@ -32,6 +32,8 @@ from typing import Collection, Dict, Iterable, List, NamedTuple, Optional, Seque
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from ...utils.compat import register_load_state_dict_pre_hook
+
 #: key prefix of the model wrapped by ``ACRSegmentor`` (its attribute ``model``)
 WRAPPER_PREFIX = 'model.'
 #: keys named per kind of mismatch in the error message
@@ -260,5 +262,5 @@ def install_checkpoint_fit(module: nn.Module) -> None:
     Args:
         module (nn.Module): The segmentor.
     """
-    module.register_load_state_dict_pre_hook(_remap_keys_hook)
+    register_load_state_dict_pre_hook(module, _remap_keys_hook)
     module.register_load_state_dict_post_hook(_check_fit_hook)

@@ -9,7 +9,7 @@
 #   K=3, no refine: 25.6 / 19.9, 27.5 / 18.6, 29.1 / 22.9
 #   K=3, refine:    13.8 /  4.3, 14.2 /  3.5, 14.0 /  3.3
 #   K=1, 2, 4 without refine: 22.1-26.0, 23.5-27.5, 27.7-29.6 mIoU
-# (ViT-CAM on the same data: 19.3 +/- 3.7 / 7.7, README; all background 11.4).
+# (ViT-CAM on the same data: 19.3 +/- 3.7 / 7.7, docs/results.md; all background 11.4).
 _base_ = ['./mctformer-v2_deit-s16.py']
 # pad training batches and test images to whole 8-px patches
 data_preprocessor = dict(size_divisor=8, test_cfg=dict(size_divisor=8))

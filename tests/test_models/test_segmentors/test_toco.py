@@ -457,6 +457,8 @@ def test_acr_second_view_moves_the_padding_mask_with_the_flip():
     model.init_weights()
     toco = model.model
     toco.set_train_phase(loss_weights=dict(loss_seg=0.1, loss_reg=0.0))
+    # no uncertain band: every valid pixel gets a label (whatever the random init)
+    toco.pseudo_cfg.update(low=0.0, high=1e-6)
     captured = record_seg_pseudo_labels(toco)
     data = samples(LABELS)
     data[0].set_metainfo(dict(img_shape=(24, 16)))
@@ -464,7 +466,7 @@ def test_acr_second_view_moves_the_padding_mask_with_the_flip():
     view1, view2 = captured
     assert (view1[0, 24:] == 255).all() and (view1[0, :, 16:] == 255).all()
     assert (view2[0, 24:] == 255).all() and (view2[0, :, :16] == 255).all()
-    assert (view2[0, :24, 16:] != 255).any()
+    assert (view1[0, :24, :16] != 255).all() and (view2[0, :24, 16:] != 255).all()
     # the caller's samples are untouched
     assert 'valid_mask' not in data[0]
 
@@ -523,7 +525,6 @@ def test_test_time_crf_refines_the_decoder_prediction():
     with torch.no_grad():
         expected = plain.predict(inputs, samples(LABELS))
         got = refined.predict(inputs, samples(LABELS))
-    changed = 0
     for img, exp, out in zip(imgs, expected, got):
         probs = exp.seg_logits.data.softmax(0).numpy()
         marginals = dense_crf(img, probs, **crf)
@@ -535,8 +536,9 @@ def test_test_time_crf_refines_the_decoder_prediction():
         torch.testing.assert_close(
             out.get(CAM_SEG_LOGITS).data, exp.get(CAM_SEG_LOGITS).data
         )
-        changed += int((out.pred_sem_seg.data != exp.pred_sem_seg.data).sum())
-    assert changed > 0
+        # the CRF moved the probabilities (whether an argmax flips depends on
+        # the random init)
+        assert np.abs(marginals - probs).max() > 0.05
     with pytest.raises(ValueError, match='ToCo test_cfg.crf: unknown'):
         build(test_cfg=dict(crf=dict(iterations=5)))
 
@@ -550,7 +552,7 @@ def test_test_time_crf_refines_the_decoder_prediction():
     ],
 )
 def test_crf_switched_on_from_the_command_line(path, key):
-    """The README's `--cfg-options model.test_cfg.crf.num_iters=10` works on
+    """docs/adopting_acr.md's `--cfg-options model.test_cfg.crf.num_iters=10` works on
     the shipped configs (no crf key there: a None would refuse the merge)."""
     from tests.test_configs.test_configs_build import strip_pretrained
 

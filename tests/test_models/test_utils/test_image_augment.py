@@ -184,7 +184,9 @@ def test_random_resized_crop_content_and_identity():
     assert out.shape == (3, 3, 12, 16)
     for image, box, crop in zip(images, boxes.tolist(), out):
         y0, x0, y1, x1 = box
-        expected = TF.resized_crop(image, y0, x0, y1 - y0, x1 - x0, [12, 16])
+        expected = TF.resized_crop(
+            image, y0, x0, y1 - y0, x1 - x0, [12, 16], antialias=True
+        )
         torch.testing.assert_close(crop, expected, atol=1e-5, rtol=0)
     assert out.min() >= 0 and out.max() <= 1
 
