@@ -29,9 +29,8 @@ test-fast: $(STAMP)
 
 # The classic research stack (Python 3.10, torch 2.1.2, upstream mmcv 2.1.0 with
 # compiled ops, mmengine 0.10.7, mmsegmentation 1.2.2, timm 1.0.16) in its own
-# .venv-upstream: the fast suite and mmseg's own tools (first build ~30 min,
-# mmcv's ops compile; see docs/installation.md). UPSTREAM_MMCV=mmcv-lite==2.1.0
-# skips the compile (the smoke leg of .ci/run).
+# .venv-upstream: the fast suite and mmseg's own tools (first build ~20-30 min,
+# mmcv's ops compile once; see docs/installation.md). CI runs it too.
 test-upstream:
 	bash tools/upstream_stack.sh
 

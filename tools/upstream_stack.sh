@@ -18,9 +18,9 @@
 #                    requirements/upstream.txt, requirements/install.txt and
 #                    setup.py are unchanged)
 #   UPSTREAM_MMCV    the mmcv requirement (default mmcv==2.1.0: a source package
-#                    whose ops compile in ~25 min on 2 cores, once; pip caches the
-#                    wheel). mmcv-lite==2.1.0 (no compiled ops) is the quick smoke
-#                    leg that .ci/run uses.
+#                    whose ops compile in ~15-25 min on 2 cores, once; pip caches
+#                    the wheel). Not mmcv-lite: upstream mmsegmentation imports
+#                    mmcv.ops (compiled) when mmseg.datasets is imported.
 #   MAX_JOBS         parallel compile jobs for mmcv (default: all cores)
 #   PYTEST_ARGS      extra pytest arguments
 set -euo pipefail
@@ -47,8 +47,7 @@ find_python() {
     exit 1
 }
 
-# the stamp records the mmcv requirement too: switching between mmcv and
-# mmcv-lite rebuilds the venv (both install the `mmcv` package)
+# the stamp records the mmcv requirement too: another one rebuilds the venv
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$MMCV" ] \
     || [ -n "$(find requirements/upstream.txt requirements/install.txt setup.py -newer "$STAMP")" ]; then
     rm -rf "$VENV"

@@ -157,8 +157,29 @@ def check_host_libraries() -> None:
                 cause = err
                 break
     if problems:
-        lines = '\n'.join(f'  - {problem}' for problem in problems)
-        raise ImportError(
-            'acr_plugin needs mmseg 1.x with mmcv 2.x and mmengine, which it does '
-            f'not install itself:\n{lines}\n{INSTALL_HINT}'
-        ) from cause
+        raise host_error(problems) from cause
+
+
+def host_error(problems: List[str]) -> ImportError:
+    """The one error of the check: every problem, then what to install."""
+    lines = '\n'.join(f'  - {problem}' for problem in problems)
+    return ImportError(
+        'acr_plugin needs mmseg 1.x with mmcv 2.x and mmengine, which it does '
+        f'not install itself:\n{lines}\n{INSTALL_HINT}'
+    )
+
+
+def import_failure(module: str, err: BaseException) -> ImportError:
+    """The check's error for a host submodule whose import fails (e.g.
+    ``mmseg.datasets``, which acr_plugin imports next); raise it ``from err``.
+
+    Upstream mmsegmentation imports mmcv's compiled ops (``mmcv.ops``) at
+    import time, so beside ``mmcv-lite`` (no ops) it fails on ``mmcv._ext``:
+    the problem line says so."""
+    problem = f'{module}: installed, but its import fails: {err}'
+    if 'mmcv._ext' in str(err):
+        problem += (
+            '\n    (mmcv without its compiled ops, e.g. mmcv-lite; upstream '
+            'mmsegmentation imports mmcv.ops: install mmcv itself, see below)'
+        )
+    return host_error([problem])

@@ -30,6 +30,8 @@ import sys
 import warnings
 from typing import Iterator, Sequence
 
+from .host_check import import_failure
+
 #: modules whose import prints / warns (imported in this order)
 HOST_MODULES = ('mmcv.cnn.bricks.transformer', 'mmseg.datasets')
 #: the exact stdout line of onedl-mmsegmentation
@@ -93,6 +95,10 @@ def import_host_modules() -> None:
     """Import :data:`HOST_MODULES` without their known messages.
 
     A module imported before is not imported again (and printed then).
+
+    Raises:
+        ImportError: The host check's error (what to install) if one of
+            them fails to import.
     """
     with (
         without_stdout_lines([ONEDL_LINE]),
@@ -100,4 +106,7 @@ def import_host_modules() -> None:
         without_warning(MMCV_MOVED_WARNING, ImportWarning, MMCV_LITE_MODULE),
     ):
         for name in HOST_MODULES:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except ImportError as err:
+                raise import_failure(name, err) from err

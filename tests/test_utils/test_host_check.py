@@ -205,3 +205,29 @@ def test_docs_show_the_message_as_it_is():
     assert host_check.INSTALL_HINT in docs
     for lib in host_check.HOST_LIBRARIES:
         assert f'- {lib.module}: not installed; acr_plugin needs {lib.wanted()}' in docs
+
+
+def test_mmseg_without_mmcv_ops_is_the_same_error(monkeypatch):
+    """Upstream mmsegmentation beside mmcv-lite fails in ``mmseg.datasets``
+    (it imports ``mmcv.ops``): the check's error, naming the cause."""
+    from acr_plugin.utils import host_messages
+
+    real = importlib.import_module
+    missing = ModuleNotFoundError("No module named 'mmcv._ext'", name='mmcv._ext')
+
+    def import_module(name, *args):
+        if name == 'mmseg.datasets':
+            raise missing
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, 'import_module', import_module)
+    with pytest.raises(ImportError) as info:
+        host_messages.import_host_modules()
+    message = str(info.value)
+    assert (
+        "- mmseg.datasets: installed, but its import fails: No module named 'mmcv._ext'"
+        in message
+    )
+    assert 'e.g. mmcv-lite; upstream mmsegmentation imports mmcv.ops' in message
+    _assert_install_hint(message)
+    assert info.value.__cause__ is missing
