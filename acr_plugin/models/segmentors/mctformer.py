@@ -12,6 +12,7 @@ from torch import Tensor
 from ...structures import (
     stack_img_labels,
 )
+from ...utils.config_utils import merge_with_defaults
 from ..utils.attention_capture import AttentionCapture, find_attention_modules
 from ..utils.mct_ops import (
     class_to_patch_maps,
@@ -141,15 +142,18 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
             loss_token or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
         )
         self.train_cfg = train_cfg or {}
-        self.test_cfg = dict(
-            scales=(1.0,),
-            flip=True,
-            flip_merge='sum',
-            bg_thr=0.5,
-            use_labels=True,
-            eps=1e-8,
+        self.test_cfg = merge_with_defaults(
+            dict(
+                scales=(1.0,),
+                flip=True,
+                flip_merge='sum',
+                bg_thr=0.5,
+                use_labels=True,
+                eps=1e-8,
+            ),
+            test_cfg,
+            f'{type(self).__name__} test_cfg',
         )
-        self.test_cfg.update(test_cfg or {})
         self.align_corners = False
 
     # ------------------------------------------------------------ features

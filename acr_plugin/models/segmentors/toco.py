@@ -19,6 +19,7 @@ from ...structures import (
     stack_img_labels,
     valid_masks,
 )
+from ...utils.config_utils import merge_with_defaults
 from ..utils.cam_ops import (
     SIZE_ROUNDINGS,
     cams_to_seg_logits,
@@ -220,7 +221,9 @@ class ToCo(BaseSegmentor):
         if (self.ctc_head is None) != (self.loss_ctc is None):
             raise ValueError('ToCo: ctc_head and loss_ctc must be set together')
         self.par = PixelAdaptiveRefinement(**(par or {}))
-        self.pseudo_cfg = dict(_PSEUDO_DEFAULTS, **(pseudo_cfg or {}))
+        self.pseudo_cfg = merge_with_defaults(
+            _PSEUDO_DEFAULTS, pseudo_cfg, 'ToCo pseudo_cfg'
+        )
         if self.pseudo_cfg['cam_rounding'] not in SIZE_ROUNDINGS:
             raise ValueError(
                 f'ToCo: pseudo_cfg.cam_rounding must be one of {SIZE_ROUNDINGS}, '
@@ -231,7 +234,7 @@ class ToCo(BaseSegmentor):
                 'ToCo: pseudo_cfg needs 0 <= low < high <= 1, got '
                 f'low={self.pseudo_cfg["low"]} high={self.pseudo_cfg["high"]}'
             )
-        self.ctc_cfg = dict(_CTC_DEFAULTS, **(ctc_cfg or {}))
+        self.ctc_cfg = merge_with_defaults(_CTC_DEFAULTS, ctc_cfg, 'ToCo ctc_cfg')
         img_norm = img_norm or dict(
             mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]
         )
@@ -239,7 +242,7 @@ class ToCo(BaseSegmentor):
         self.img_std = tuple(float(v) for v in img_norm['std'])
         self.set_train_phase(seg_label_source=seg_label_source)
         self.train_cfg = train_cfg or {}
-        self.test_cfg = dict(_TEST_DEFAULTS, **(test_cfg or {}))
+        self.test_cfg = merge_with_defaults(_TEST_DEFAULTS, test_cfg, 'ToCo test_cfg')
         if self.test_cfg['output'] not in ('seg', 'cam'):
             raise ValueError(
                 f'ToCo: test_cfg.output must be "seg" or "cam", got '

@@ -9,6 +9,7 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
 from ...structures import stack_img_labels
+from ...utils.config_utils import merge_with_defaults
 from ..utils.cam_ops import cam_from_patch_tokens, global_pool
 from .cam_prediction import CAMPredictionMixin, ImageLevelLossMixin
 from .checkpoint_fit import install_checkpoint_fit
@@ -149,15 +150,18 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
                 or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
             )
         self.train_cfg = train_cfg or {}
-        self.test_cfg = dict(
-            scales=(1.0,),
-            flip=True,
-            flip_merge='max',
-            bg_thr=0.5,
-            use_labels=True,
-            eps=1e-5,
+        self.test_cfg = merge_with_defaults(
+            dict(
+                scales=(1.0,),
+                flip=True,
+                flip_merge='max',
+                bg_thr=0.5,
+                use_labels=True,
+                eps=1e-5,
+            ),
+            test_cfg,
+            f'{type(self).__name__} test_cfg',
         )
-        self.test_cfg.update(test_cfg or {})
         self.align_corners = False
 
     # ------------------------------------------------------------ features

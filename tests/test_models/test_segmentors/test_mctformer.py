@@ -249,3 +249,10 @@ def test_bad_configs_raise():
         build_model(attn_layers=4)
     with pytest.raises(ValueError, match='background'):
         build_model(num_classes=1)
+
+
+def test_test_cfg_refuses_unknown_keys():
+    with pytest.raises(
+        ValueError, match=r'MCTformer test_cfg: unknown key\(s\) scale; '
+    ):
+        build_model(test_cfg=dict(scale=(1.0,)))

@@ -578,3 +578,12 @@ def test_predict_without_data_samples(crf):
         assert sample.seg_logits.data.shape == (7, 32, 40)
         assert sample.pred_sem_seg.data.shape == (1, 32, 40)
         assert sample.get(CAM_SEG_LOGITS).data.shape == (7, 32, 40)
+
+
+@pytest.mark.parametrize('key', ['pseudo_cfg', 'ctc_cfg', 'test_cfg'])
+def test_option_dicts_refuse_unknown_keys(key):
+    """A misspelt option stops the build, naming the key (not ignored)."""
+    with pytest.raises(
+        ValueError, match=rf'ToCo {key}: unknown key\(s\) hihg; allowed: '
+    ):
+        build(**{key: dict(hihg=0.7)})

@@ -110,3 +110,10 @@ def test_predicted_image_logits_are_those_of_the_plain_input(scales):
         expected = model.logits(x)
     got = torch.stack([r.pred_img_logits for r in results])
     torch.testing.assert_close(got, expected)
+
+
+def test_test_cfg_refuses_unknown_keys():
+    with pytest.raises(
+        ValueError, match=r'ViTCAM test_cfg: unknown key\(s\) bg_thresh; '
+    ):
+        build_model(test_cfg=dict(bg_thresh=0.4))

@@ -1,0 +1,21 @@
+# ViT-CAM on the Fashion-MNIST WSSS benchmark (real item pixels, 10 classes):
+# the tiny patch-8 ViT of the synthetic benchmark, trains in minutes on CPU.
+# Start from the Fashion-MNIST pretraining checkpoint
+# (vit-cls_tiny-p8_1xb64-1200it_fashion-mnist-pretrain-64x64.py) with
+#   --cfg-options model.backbone.init_cfg.type=Pretrained \
+#       model.backbone.init_cfg.checkpoint=work_dirs/fashion_mnist_pretrain/iter_1200.pth
+_base_ = [
+    '../_base_/models/vit_cam_tiny-p8.py',
+    '../_base_/datasets/fashion_mnist_wsss.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/synthetic_onecycle_600it.py',
+]
+model = dict(num_classes=11)  # 10 Fashion-MNIST classes + background
+val_evaluator = dict(type='WSSSMetric', sub_metrics=[
+    dict(type='IoUMetric', iou_metrics=['mIoU']),
+    dict(type='CAMMetric', fp_budget=0.10),
+])
+test_evaluator = val_evaluator
+default_hooks = dict(checkpoint=dict(interval=600, max_keep_ckpts=1))
+# GPUs x batch per GPU of the name (tools/train.py --auto-scale-lr)
+auto_scale_lr = dict(enable=False, base_batch_size=64)
