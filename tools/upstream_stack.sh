@@ -36,8 +36,9 @@ find_python() {
         echo "$UPSTREAM_PYTHON"
         return
     fi
-    local candidate
-    for candidate in python3.10 "$(pyenv root 2>/dev/null)/versions/3.10"*/bin/python3.10; do
+    local candidate root
+    root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+    for candidate in python3.10 "$root/versions/3.10"*/bin/python3.10; do
         if "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
             echo "$candidate"
             return
@@ -47,11 +48,14 @@ find_python() {
     exit 1
 }
 
-# the stamp records the mmcv requirement too: another one rebuilds the venv
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$MMCV" ] \
-    || [ -n "$(find requirements/upstream.txt requirements/install.txt setup.py -newer "$STAMP")" ]; then
+# the stamp records the interpreter and the mmcv requirement: another one, or a
+# newer requirements file, rebuilds the venv
+PYTHON310=$(find_python)
+WANTED="$PYTHON310 $MMCV"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANTED" ] \
+    || [ -n "$(find requirements/upstream.txt requirements/tests.txt requirements/install.txt setup.py -newer "$STAMP")" ]; then
     rm -rf "$VENV"
-    "$(find_python)" -m venv "$VENV"
+    "$PYTHON310" -m venv "$VENV"
     "$PY" -m pip install -q -r requirements/upstream.txt -r requirements/tests.txt
     # mmcv's setup.py imports torch (and pkg_resources: setuptools < 81)
     MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip install -q --no-build-isolation "$MMCV"
@@ -64,7 +68,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$MMCV" ] \
         echo "upstream_stack.sh: installing acr_plugin changed the stack (diff above)" >&2
         exit 1
     fi
-    echo "$MMCV" > "$STAMP"
+    echo "$WANTED" > "$STAMP"
 fi
 
 "$PY" - <<'EOF'

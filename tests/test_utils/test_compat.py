@@ -1,5 +1,6 @@
 """Version shims: checkpoints load where torch / mmengine lack the newer APIs."""
 
+import io
 import pickle
 
 import mmengine.runner.checkpoint as mmengine_checkpoint
@@ -17,7 +18,10 @@ from acr_plugin.utils import compat
     reason='this mmengine has no list to compare with (upstream <= 0.10.7)',
 )
 def test_fallback_globals_equal_mmengines_list(monkeypatch):
-    newer = set(mmengine_checkpoint.get_torch_safe_globals())
+    newer = set(compat.mmengine_safe_globals())
+    assert getattr in set(mmengine_checkpoint.get_torch_safe_globals())
+    assert getattr not in newer  # replaced by the checked one
+    assert (compat.checkpoint_getattr, 'builtins.getattr') in newer
     monkeypatch.delattr(mmengine_checkpoint, 'get_torch_safe_globals')
     assert set(compat.mmengine_safe_globals()) == newer
 
@@ -141,3 +145,69 @@ def test_load_state_dict_pre_hook_on_every_torch(monkeypatch, public):
     module.load_state_dict(state)
     assert calls == [module]
     torch.testing.assert_close(module.weight, torch.ones(2, 2))
+
+
+class _GetattrChain:
+    """getattr(getattr, '__self__') is the builtins module: the first step of
+    reaching eval through an allowed builtin getattr."""
+
+    def __reduce__(self):
+        return getattr, (getattr, '__self__')
+
+
+class _CallThroughRebuild:
+    """torch's allowed _rebuild_from_type_v2 calls the function it is given."""
+
+    def __reduce__(self):
+        import os
+
+        return torch._tensor._rebuild_from_type_v2, (os.getcwd, torch.Tensor, (), {})
+
+
+@pytest.mark.parametrize('route', ROUTES)
+@pytest.mark.parametrize('payload', [_GetattrChain, _CallThroughRebuild])
+def test_crafted_checkpoints_are_refused(monkeypatch, tmp_path, route, payload):
+    _route(monkeypatch, route)
+    path = str(tmp_path / 'crafted.pth')
+    torch.save(dict(state_dict=dict(w=torch.ones(1)), x=payload()), path)
+    with pytest.raises(pickle.UnpicklingError):
+        compat.weights_only_load(path, compat.mmengine_safe_globals())
+
+
+def test_checkpoint_getattr_reaches_only_the_listed_functions():
+    from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
+
+    assert compat.checkpoint_getattr(HistoryBuffer, 'mean') is HistoryBuffer.mean
+    anneal = compat.checkpoint_getattr(OneCycleParamScheduler, '_annealing_cos')
+    assert anneal is OneCycleParamScheduler._annealing_cos
+    for obj, name in [(getattr, '__self__'), (HistoryBuffer, '__init__'), (np, 'save')]:
+        with pytest.raises(pickle.UnpicklingError, match='is not allowed'):
+            compat.checkpoint_getattr(obj, name)
+
+
+def _pickle(*ops: bytes) -> io.BytesIO:
+    return io.BytesIO(b'\x80\x02' + b''.join(ops) + b'.')
+
+
+def test_restricted_unpickler_checks_calls_classes_and_states():
+    """The torch < 2.5 route, opcode by opcode (raw protocol-2 pickles)."""
+    unpickler = compat._restricted_pickle_module(
+        compat.mmengine_safe_globals()
+    ).Unpickler
+    history = b'cmmengine.logging.history_buffer\nHistoryBuffer\n'
+    # an allowed class: created, and its instance's state set
+    buffer = unpickler(
+        _pickle(history, b')\x81', b'}X\x01\x00\x00\x00aK\x01s', b'b')
+    ).load()
+    assert type(buffer) is HistoryBuffer and buffer.a == 1
+    refused = {
+        'global': _pickle(b'cos\nsystem\n'),
+        'state of a class': _pickle(history, b'}X\x03\x00\x00\x00maxNs', b'b'),
+        'INST': _pickle(b'(', b'icollections\nOrderedDict\n'),
+        'EXT1': _pickle(b'\x82\x01'),
+    }
+    for what, data in refused.items():
+        with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
+            unpickler(data).load()
+        assert not hasattr(HistoryBuffer, 'a'), what
+    assert callable(HistoryBuffer.max)  # the class was not changed
