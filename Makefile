@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 
 # The classic research stack (Python 3.10, torch 2.1.2, upstream mmcv 2.1.0 with
 # compiled ops, mmengine 0.10.7, mmsegmentation 1.2.2, timm 1.0.16) in its own
-# .venv-upstream: the fast suite and mmseg's own tools (first build ~20-30 min,
+# .venv-upstream: the fast suite and mmseg's own tools (first build ~11-20 min,
 # mmcv's ops compile once; see docs/installation.md). CI runs it too.
 test-upstream:
 	bash tools/upstream_stack.sh

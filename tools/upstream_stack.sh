@@ -18,7 +18,7 @@
 #                    requirements/upstream.txt, requirements/install.txt and
 #                    setup.py are unchanged)
 #   UPSTREAM_MMCV    the mmcv requirement (default mmcv==2.1.0: a source package
-#                    whose ops compile in ~15-25 min on 2 cores, once; pip caches
+#                    whose ops compile in ~6-16 min on 2 cores, once; pip caches
 #                    the wheel). Not mmcv-lite: upstream mmsegmentation imports
 #                    mmcv.ops (compiled) when mmseg.datasets is imported.
 #   MAX_JOBS         parallel compile jobs for mmcv (default: all cores)
