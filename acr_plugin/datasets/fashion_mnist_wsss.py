@@ -1,12 +1,10 @@
 """Fashion-MNIST items composed into a WSSS benchmark, as an mmseg dataset."""
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ..structures import IMG_LABELS, PART_MAP
 from .fashion_mnist.composer import (
     FashionMNISTSpec,
     class_names,
@@ -14,19 +12,11 @@ from .fashion_mnist.composer import (
     compose_sample,
 )
 from .fashion_mnist.idx import DEFAULT_ROOT, ItemPool, load_item_pool
-
-#: BaseSegDataset arguments about files on disk: accepted and ignored
-_FILE_LAYOUT_ARGS = (
-    'ann_file',
-    'data_prefix',
-    'img_suffix',
-    'seg_map_suffix',
-    'backend_args',
-)
+from .generated_wsss import GeneratedWSSSDataset
 
 
 @DATASETS.register_module()
-class FashionMNISTWSSSDataset(BaseSegDataset):
+class FashionMNISTWSSSDataset(GeneratedWSSSDataset):
     """Real Fashion-MNIST items on textured canvases, composed per ``(seed, index)``.
 
     Every image holds 1-3 rescaled, optionally colourised items of
@@ -109,17 +99,7 @@ class FashionMNISTWSSSDataset(BaseSegDataset):
         **kwargs,
     ) -> None:
         name = type(self).__name__
-        for key in _FILE_LAYOUT_ARGS:
-            kwargs.pop(key, None)
-        if kwargs.pop('reduce_zero_label', False):
-            raise ValueError(
-                f'{name}: reduce_zero_label=True is not supported (label 0 is '
-                'the background class)'
-            )
-        if num_samples < 0:
-            raise ValueError(f'{name}: num_samples must be >= 0, got {num_samples}')
-        if seed < 0:
-            raise ValueError(f'{name}: seed must be >= 0, got {seed}')
+        self.check_generated_args(kwargs, num_samples, seed)
         try:
             self.spec = FashionMNISTSpec(
                 img_size=img_size,
@@ -137,29 +117,10 @@ class FashionMNISTWSSSDataset(BaseSegDataset):
         except FileNotFoundError as err:
             raise FileNotFoundError(f'{name}: {err}') from err
         self.split = split
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
         self.fashion_root = data_root
         del cache_dir  # nothing to cache
-
-        meta = dict(classes=class_names(), palette=class_palette())
-        meta.update(metainfo or {})
-        if len(meta['classes']) != len(class_names()):
-            raise ValueError(
-                f'{name}: metainfo["classes"] must hold background + 10 '
-                f'classes, got {len(meta["classes"])}'
-            )
-        if len(meta['palette']) != len(meta['classes']):
-            raise ValueError(
-                f'{name}: metainfo["palette"] must have one colour per class '
-                f'({len(meta["classes"])}), got {len(meta["palette"])}'
-            )
+        meta = self.merge_metainfo(class_names(), class_palette(), metainfo)
         super().__init__(metainfo=meta, pipeline=list(pipeline), **kwargs)
-
-    @classmethod
-    def get_label_map(cls, new_classes: Optional[Sequence] = None) -> None:
-        """No label remapping: the composer writes the final class ids."""
-        return None
 
     def sample_id(self, index: int) -> str:
         """Identifier of sample ``index`` of this split (used as a path)."""
@@ -167,49 +128,6 @@ class FashionMNISTWSSSDataset(BaseSegDataset):
             f'fashion-mnist://{self.spec.design}/{self.split}/seed{self.seed}/'
             f'{index:06d}'
         )
-
-    def load_data_list(self) -> List[dict]:
-        """Light data infos (identifiers only); pixels come in get_data_info.
-
-        Returns:
-            list[dict]: One dict per sample with ``img_path``,
-            ``seg_map_path``, ``sample_index``, ``label_map``,
-            ``reduce_zero_label`` and ``seg_fields``.
-        """
-        return [
-            dict(
-                img_path=self.sample_id(index),
-                seg_map_path=self.sample_id(index),
-                sample_index=index,
-                label_map=self.label_map,
-                reduce_zero_label=False,
-                seg_fields=[],
-            )
-            for index in range(self.num_samples)
-        ]
-
-    def get_data_info(self, idx: int) -> dict:
-        """Data info of position ``idx``, with the composed sample.
-
-        Args:
-            idx (int): Position in the dataset (after ``indices``).
-
-        Returns:
-            dict: The data info described in the class docstring.
-        """
-        info = super().get_data_info(idx)
-        sample = self.render(info['sample_index'])
-        h, w = sample['gt_seg_map'].shape
-        info.update(
-            img=sample['img'],
-            gt_seg_map=sample['gt_seg_map'],
-            img_shape=(h, w),
-            ori_shape=(h, w),
-            seg_fields=['gt_seg_map', PART_MAP],
-        )
-        info[PART_MAP] = sample['gt_part_map']
-        info[IMG_LABELS] = sample['img_labels']
-        return info
 
     def render(self, index: int) -> Dict[str, np.ndarray]:
         """Sample ``index`` of the split as numpy arrays.

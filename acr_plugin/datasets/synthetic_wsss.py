@@ -1,14 +1,13 @@
 """The embedded synthetic WSSS benchmark as an mmseg dataset."""
 
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 from PIL import Image
 
-from ..structures import IMG_LABELS, PART_MAP
+from .generated_wsss import GeneratedWSSSDataset
 from .synthetic.generator import (
     SyntheticSpec,
     class_names,
@@ -16,19 +15,9 @@ from .synthetic.generator import (
     load_or_generate,
 )
 
-#: BaseSegDataset arguments about files on disk: accepted and ignored
-_FILE_LAYOUT_ARGS = (
-    'ann_file',
-    'data_root',
-    'data_prefix',
-    'img_suffix',
-    'seg_map_suffix',
-    'backend_args',
-)
-
 
 @DATASETS.register_module()
-class SyntheticWSSSDataset(BaseSegDataset):
+class SyntheticWSSSDataset(GeneratedWSSSDataset):
     """Procedural body + head images, generated lazily per ``(seed, index)``.
 
     Each object is a class-agnostic body plus a small class-specific head, so
@@ -118,19 +107,7 @@ class SyntheticWSSSDataset(BaseSegDataset):
         pseudo_label_dir: Optional[str] = None,
         **kwargs,
     ) -> None:
-        for key in _FILE_LAYOUT_ARGS:
-            kwargs.pop(key, None)  # file-layout arguments: nothing to read
-        if kwargs.pop('reduce_zero_label', False):
-            raise ValueError(
-                'SyntheticWSSSDataset: reduce_zero_label=True is not supported '
-                '(label 0 is the background class)'
-            )
-        if num_samples < 0:
-            raise ValueError(
-                f'SyntheticWSSSDataset: num_samples must be >= 0, got {num_samples}'
-            )
-        if seed < 0:
-            raise ValueError(f'SyntheticWSSSDataset: seed must be >= 0, got {seed}')
+        self.check_generated_args(kwargs, num_samples, seed)
         try:
             self.spec = SyntheticSpec(
                 img_size=img_size,
@@ -143,87 +120,30 @@ class SyntheticWSSSDataset(BaseSegDataset):
             )
         except (TypeError, ValueError) as err:
             raise ValueError(f'SyntheticWSSSDataset: {err}') from err
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
         self.cache_dir = cache_dir
         self.pseudo_label_dir = pseudo_label_dir
-
-        meta = dict(
-            classes=class_names(self.spec.design, self.spec.num_classes),
-            palette=class_palette(self.spec.design, self.spec.num_classes),
+        meta = self.merge_metainfo(
+            class_names(self.spec.design, self.spec.num_classes),
+            class_palette(self.spec.design, self.spec.num_classes),
+            metainfo,
         )
-        meta.update(metainfo or {})
-        if len(meta['classes']) != self.spec.num_classes + 1:
-            raise ValueError(
-                'SyntheticWSSSDataset: metainfo["classes"] must hold background '
-                f'+ {self.spec.num_classes} classes, got {len(meta["classes"])}'
-            )
-        if len(meta['palette']) != len(meta['classes']):
-            raise ValueError(
-                'SyntheticWSSSDataset: metainfo["palette"] must have one colour '
-                f'per class ({len(meta["classes"])}), got {len(meta["palette"])}'
-            )
         super().__init__(metainfo=meta, pipeline=list(pipeline), **kwargs)
-
-    @classmethod
-    def get_label_map(cls, new_classes: Optional[Sequence] = None) -> None:
-        """No label remapping: the generator writes the final class ids."""
-        return None
 
     def sample_id(self, index: int) -> str:
         """Identifier of sample ``index`` of this split (used as a path)."""
         return f'synthetic://{self.spec.design}/seed{self.seed}/{index:06d}'
 
-    def load_data_list(self) -> List[dict]:
-        """Light data infos (identifiers only); pixels come in get_data_info.
+    #: data-info key of the sample index (kept from before the base class)
+    INDEX_KEY = 'synthetic_index'
 
-        Returns:
-            list[dict]: One dict per sample with ``img_path``,
-            ``seg_map_path``, ``synthetic_index``, ``label_map``,
-            ``reduce_zero_label`` and ``seg_fields``.
-        """
-        data_list = []
-        for index in range(self.num_samples):
-            sample_id = self.sample_id(index)
-            data_list.append(
-                dict(
-                    img_path=sample_id,
-                    seg_map_path=sample_id,
-                    synthetic_index=index,
-                    label_map=self.label_map,
-                    reduce_zero_label=False,
-                    seg_fields=[],
-                )
-            )
-        return data_list
-
-    def get_data_info(self, idx: int) -> dict:
-        """Data info of position ``idx``, with the rendered sample.
-
-        Args:
-            idx (int): Position in the dataset (after ``indices``).
-
-        Returns:
-            dict: The data info described in the class docstring.
-        """
-        info = super().get_data_info(idx)
-        sample = self.render(info['synthetic_index'])
-        h, w = sample['gt_seg_map'].shape
-        gt_seg_map = sample['gt_seg_map']
-        if self.pseudo_label_dir is not None:
-            path = self.pseudo_label_path(info['synthetic_index'])
-            gt_seg_map = read_label_map(path, (h, w))
-            info['seg_map_path'] = path
-        info.update(
-            img=sample['img'],
-            gt_seg_map=gt_seg_map,
-            img_shape=(h, w),
-            ori_shape=(h, w),
-            seg_fields=['gt_seg_map', PART_MAP],
-        )
-        info[PART_MAP] = sample['gt_part_map']
-        info[IMG_LABELS] = sample['img_labels']
-        return info
+    def seg_map(self, info: dict, sample: Dict[str, np.ndarray]) -> np.ndarray:
+        """The rendered mask, or with ``pseudo_label_dir`` the pseudo label
+        of the sample (``info['seg_map_path']`` then names its file)."""
+        if self.pseudo_label_dir is None:
+            return sample['gt_seg_map']
+        path = self.pseudo_label_path(info[self.INDEX_KEY])
+        info['seg_map_path'] = path
+        return read_label_map(path, sample['gt_seg_map'].shape)
 
     def pseudo_label_path(self, index: int) -> str:
         """Pseudo-label file of sample ``index`` (``<dir>/<index:06d>.png``)."""
