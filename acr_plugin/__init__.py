@@ -18,7 +18,14 @@ import_host_modules()
 register_config_packages()  # `mmseg::` config bases on the onedl forks
 
 # isort: split
-from . import datasets, engine, evaluation, models  # noqa: E402, F401 (registration)
+from . import (  # noqa: E402, F401 (registration)  # noqa: E402, F401 (registration: the method, its hosts)
+    acr,
+    datasets,
+    engine,
+    evaluation,
+    hosts,
+    models,
+)
 from .version import __version__  # noqa: E402
 
 # isort: split

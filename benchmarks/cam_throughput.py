@@ -25,7 +25,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
 import acr_plugin  # noqa: F401  (registers ViTCAM, TimmViT)
-from acr_plugin.models.heads import ClsTokenGradCAMHead
+from acr_plugin.acr import ClsTokenGradCAMHead
 
 CLASS_COUNTS = (1, 2, 3)
 

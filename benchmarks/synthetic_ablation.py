@@ -76,13 +76,13 @@ from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
 import acr_plugin  # noqa: F401  (registers components)
-from acr_plugin.evaluation import CAMMetric
-from acr_plugin.evaluation.multilabel_f1_metric import multilabel_f1_counts
-from acr_plugin.models.segmentors.toco import CAM_SEG_LOGITS
-from acr_plugin.models.utils.attention_capture import (
+from acr_plugin.acr.attention_capture import (
     AttentionCapture,
     attention_entropy,
 )
+from acr_plugin.evaluation import CAMMetric
+from acr_plugin.evaluation.multilabel_f1_metric import multilabel_f1_counts
+from acr_plugin.hosts.toco.toco import CAM_SEG_LOGITS
 from acr_plugin.structures import stack_img_labels
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -401,7 +401,7 @@ def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
     loader = runner.build_dataloader(cfg.val_dataloader)
     result = {}
     if spec.get('uniform'):
-        from acr_plugin.engine.hooks import UniformAttention
+        from acr_plugin.acr import UniformAttention
 
         with UniformAttention(inner_model(model).backbone):
             result['patch'] = evaluate(model, loader)

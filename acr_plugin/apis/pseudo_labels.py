@@ -54,8 +54,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..evaluation import CAMMetric
-from ..utils.dense_crf import background_from_cams, crf_refine_labels
+from acr_plugin.evaluation import CAMMetric
+from acr_plugin.utils.dense_crf import background_from_cams, crf_refine_labels
 
 #: colour of label 255 (VOC "void" boundary) in the written palette
 VOID_COLOR = (224, 224, 192)

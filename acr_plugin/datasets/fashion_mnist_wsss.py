@@ -5,14 +5,14 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 from mmseg.registry import DATASETS
 
-from .fashion_mnist.composer import (
+from acr_plugin.datasets.fashion_mnist.composer import (
     FashionMNISTSpec,
     class_names,
     class_palette,
     compose_sample,
 )
-from .fashion_mnist.idx import DEFAULT_ROOT, ItemPool, load_item_pool
-from .generated_wsss import GeneratedWSSSDataset
+from acr_plugin.datasets.fashion_mnist.idx import DEFAULT_ROOT, ItemPool, load_item_pool
+from acr_plugin.datasets.generated_wsss import GeneratedWSSSDataset
 
 
 @DATASETS.register_module()

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from mmseg.datasets import BaseSegDataset
 
-from ..structures import IMG_LABELS, PART_MAP
+from acr_plugin.structures import IMG_LABELS, PART_MAP
 
 #: BaseSegDataset arguments about files on disk: accepted and ignored
 FILE_LAYOUT_ARGS = (

@@ -7,8 +7,8 @@ import numpy as np
 from mmseg.registry import DATASETS
 from PIL import Image
 
-from .generated_wsss import GeneratedWSSSDataset
-from .synthetic.generator import (
+from acr_plugin.datasets.generated_wsss import GeneratedWSSSDataset
+from acr_plugin.datasets.synthetic.generator import (
     SyntheticSpec,
     class_names,
     class_palette,

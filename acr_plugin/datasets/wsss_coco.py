@@ -5,8 +5,11 @@ from typing import List, Optional
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from .coco_conversion import COCO_THING_CLASSES
-from .split_list import build_split_data_list, check_pipeline_label_files
+from acr_plugin.datasets.coco_conversion import COCO_THING_CLASSES
+from acr_plugin.datasets.split_list import (
+    build_split_data_list,
+    check_pipeline_label_files,
+)
 
 
 def bit_interleave_palette(num_colors: int) -> List[List[int]]:

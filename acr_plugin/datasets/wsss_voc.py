@@ -6,7 +6,10 @@ from typing import List, Optional
 from mmseg.datasets import PascalVOCDataset
 from mmseg.registry import DATASETS
 
-from .split_list import build_split_data_list, check_pipeline_label_files
+from acr_plugin.datasets.split_list import (
+    build_split_data_list,
+    check_pipeline_label_files,
+)
 
 
 @DATASETS.register_module()

@@ -11,9 +11,12 @@ from mmengine.structures import BaseDataElement
 from mmseg.registry import METRICS
 from torch import Tensor
 
+from acr_plugin.evaluation.functional import (
+    default_thresholds,
+    metrics_from_sweep,
+    sweep_histogram,
+)
 from acr_plugin.structures import PART_MAP
-
-from .functional import default_thresholds, metrics_from_sweep, sweep_histogram
 
 #: relative tolerance when checking that seg_logits channel 0 is a constant plane
 #: (bilinear resizing to the original size can move it by one ulp)

@@ -6,7 +6,7 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmseg.registry import METRICS
 
-from ..structures import IMG_LABELS, PRED_IMG_LOGITS
+from acr_plugin.structures import IMG_LABELS, PRED_IMG_LOGITS
 
 
 def multilabel_f1_counts(

@@ -30,7 +30,7 @@ import sys
 import warnings
 from typing import Iterator, Sequence
 
-from .host_check import import_failure
+from acr_plugin.utils.host_check import import_failure
 
 #: modules whose import prints / warns (imported in this order)
 HOST_MODULES = ('mmcv.cnn.bricks.transformer', 'mmseg.datasets')

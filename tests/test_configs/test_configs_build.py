@@ -140,7 +140,7 @@ def test_official_acr_configs_localise_as_the_official_script(path):
     """The ACR authors' inference runs --getam_func grad --start_layer 10
     --aff True: the "grad" variant over blocks 10 and 11 of the 12, refined by
     the patch affinity, flip TTA, at 384 px (Sun et al., arXiv 2308.04321)."""
-    from acr_plugin.models.heads.grad_cam_ops import resolve_start_layer
+    from acr_plugin.acr.grad_cam_ops import resolve_start_layer
 
     cfg = Config.fromfile(path)
     head = cfg.model.predictor

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from acr_plugin.engine.hooks import MomentumTeacherHook, TrainPhaseHook, phase_at
+from acr_plugin.engine.hooks import TrainPhaseHook, phase_at
+from acr_plugin.hosts.toco import MomentumTeacherHook
 
 PHASES = [
     dict(
@@ -90,7 +91,7 @@ def test_hooks_refuse_models_without_the_method():
 
 
 def test_momentum_teacher_hook_updates_once_per_iteration():
-    from acr_plugin.models.heads import CTCProjectionHead
+    from acr_plugin.hosts.toco import CTCProjectionHead
 
     head = CTCProjectionHead(
         in_channels=4, hidden_channels=8, bottleneck_channels=4, out_channels=6

@@ -31,7 +31,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from .idx import CLASS_NAMES, NUM_CLASSES, SPLIT_RESIDUES, ItemPool
+from acr_plugin.datasets.fashion_mnist.idx import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    SPLIT_RESIDUES,
+    ItemPool,
+)
 
 #: names of the designs and the id mixed into each sample's seed
 DESIGN_IDS = {'wsss': 0, 'pretrain': 1}

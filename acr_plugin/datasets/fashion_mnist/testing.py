@@ -5,7 +5,7 @@ from typing import Dict
 
 import numpy as np
 
-from .idx import FILE_STEMS, NUM_CLASSES, write_idx
+from acr_plugin.datasets.fashion_mnist.idx import FILE_STEMS, NUM_CLASSES, write_idx
 
 
 def tiny_items(num: int, seed: int = 0, side: int = 28) -> Dict[str, np.ndarray]:

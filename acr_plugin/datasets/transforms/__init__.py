@@ -3,7 +3,6 @@
 from .derive_image_labels import DeriveImageLabels
 from .load_image_labels import LoadImageLabels
 from .pack_wsss_inputs import PackWSSSInputs
-from .random_color_jitter import RandomColorJitter
 from .torchvision_transform import TorchvisionTransforms
 from .wsss_load_image_from_file import WSSSLoadImageFromFile
 
@@ -12,6 +11,5 @@ __all__ = [
     'LoadImageLabels',
     'PackWSSSInputs',
     'WSSSLoadImageFromFile',
-    'RandomColorJitter',
     'TorchvisionTransforms',
 ]

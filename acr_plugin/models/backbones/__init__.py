@@ -1,4 +1,3 @@
-from .multi_class_token_vit import MultiClassTokenViT
 from .timm_vit import TimmViT
 
-__all__ = ['TimmViT', 'MultiClassTokenViT']
+__all__ = ['TimmViT']

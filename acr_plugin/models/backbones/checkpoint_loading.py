@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Union
 import torch
 from mmengine.runner import CheckpointLoader
 
-from ...utils.compat import mmengine_safe_globals, weights_only_load
+from acr_plugin.utils.compat import mmengine_safe_globals, weights_only_load
 
 #: suffixes loaded with the ``safetensors`` package (tensors only, no pickle)
 SAFETENSORS_SUFFIXES = ('.safetensors',)

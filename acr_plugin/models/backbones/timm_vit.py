@@ -13,7 +13,7 @@ from mmseg.registry import MODELS
 from timm.layers import HybridEmbed
 from torch import Tensor
 
-from .checkpoint_conversion import (
+from acr_plugin.models.backbones.checkpoint_conversion import (
     convert_mmseg_vit_to_timm,
     is_mmseg_vit_layout,
     resize_pos_embed,
@@ -21,7 +21,7 @@ from .checkpoint_conversion import (
     split_head_keys,
     unwrap_checkpoint,
 )
-from .checkpoint_loading import load_checkpoint_weights_only
+from acr_plugin.models.backbones.checkpoint_loading import load_checkpoint_weights_only
 
 #: arguments that ``TimmViT`` passes to ``timm.create_model`` itself
 _RESERVED_KWARGS = ('pretrained', 'num_classes', 'img_size', 'dynamic_img_size')

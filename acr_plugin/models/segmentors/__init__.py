@@ -1,16 +1,5 @@
-from .acr_segmentor import ACRSegmentor
-from .checkpoint_fit import CheckpointMismatchError, install_checkpoint_fit
-from .mctformer import MCTformer
-from .toco import CAM_SEG_LOGITS, ToCo
-from .vit_cam import ViTCAM, split_vit_output
+"""Segmentor building blocks shared by the WSSS classifiers of ``acr_plugin.hosts``."""
 
-__all__ = [
-    'ACRSegmentor',
-    'ViTCAM',
-    'split_vit_output',
-    'ToCo',
-    'CAM_SEG_LOGITS',
-    'MCTformer',
-    'CheckpointMismatchError',
-    'install_checkpoint_fit',
-]
+from .checkpoint_fit import CheckpointMismatchError, install_checkpoint_fit
+
+__all__ = ['CheckpointMismatchError', 'install_checkpoint_fit']

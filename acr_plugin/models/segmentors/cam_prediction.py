@@ -6,8 +6,16 @@ from typing import Dict, List, Optional, Tuple
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from ...structures import attach_img_logits, labels_for_prediction, stack_img_labels
-from ..utils.cam_ops import cams_to_seg_logits, minmax_normalize, multi_scale_flip_cams
+from acr_plugin.models.utils.cam_ops import (
+    cams_to_seg_logits,
+    minmax_normalize,
+    multi_scale_flip_cams,
+)
+from acr_plugin.structures import (
+    attach_img_logits,
+    labels_for_prediction,
+    stack_img_labels,
+)
 
 
 class ImageLevelLossMixin:

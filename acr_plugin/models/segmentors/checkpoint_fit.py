@@ -32,7 +32,7 @@ from typing import Collection, Dict, Iterable, List, NamedTuple, Optional, Seque
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from ...utils.compat import register_load_state_dict_pre_hook
+from acr_plugin.utils.compat import register_load_state_dict_pre_hook
 
 #: key prefix of the model wrapped by ``ACRSegmentor`` (its attribute ``model``)
 WRAPPER_PREFIX = 'model.'

@@ -1,12 +1,5 @@
-from .attention_capture import (
-    AttentionCapture,
-    AttentionSite,
-    attention_entropy,
-    find_attention_modules,
-    head_average,
-    probs_from_qk,
-)
-from .attention_capture_module import ViTAttentionCapture
+"""Tensor ops shared by several methods: CAM ops, image ops, dense-CRF refinement."""
+
 from .cam_ops import (
     cam_from_patch_tokens,
     cams_to_seg_logits,
@@ -22,8 +15,6 @@ from .crf_ops import (
 from .image_augment import (
     blur_with_sigma,
     color_jitter,
-    ctc_global_view,
-    ctc_local_view,
     denormalize,
     gaussian_blur,
     normalize,
@@ -31,42 +22,8 @@ from .image_augment import (
     random_hflip,
     random_resized_crop,
 )
-from .mct_ops import (
-    class_to_patch_maps,
-    class_token_logits,
-    patch_affinity,
-    patch_affinity_refine,
-)
-from .par import PixelAdaptiveRefinement
-from .toco_ops import (
-    ignore_band_labels,
-    refine_cams_with_par,
-    roi_map,
-    sample_local_crops,
-    token_band_labels,
-)
-from .view_alignment import (
-    TokenAlignment,
-    align_attention,
-    align_maps,
-    align_patch_tokens,
-    compose_alignments,
-    crop_alignment,
-    flip_alignment,
-    identity_alignment,
-    make_view,
-    photometric_jitter,
-    rescale_alignment,
-)
 
 __all__ = [
-    'AttentionCapture',
-    'AttentionSite',
-    'ViTAttentionCapture',
-    'attention_entropy',
-    'find_attention_modules',
-    'head_average',
-    'probs_from_qk',
     'cam_from_patch_tokens',
     'cams_to_seg_logits',
     'check_crf_cfg',
@@ -75,35 +32,12 @@ __all__ = [
     'global_pool',
     'minmax_normalize',
     'multi_scale_flip_cams',
-    'TokenAlignment',
-    'align_attention',
-    'align_maps',
-    'align_patch_tokens',
-    'compose_alignments',
-    'crop_alignment',
-    'flip_alignment',
-    'identity_alignment',
-    'make_view',
-    'photometric_jitter',
-    'rescale_alignment',
     'blur_with_sigma',
     'color_jitter',
-    'ctc_global_view',
-    'ctc_local_view',
     'denormalize',
     'gaussian_blur',
     'normalize',
     'random_grayscale',
     'random_hflip',
     'random_resized_crop',
-    'PixelAdaptiveRefinement',
-    'ignore_band_labels',
-    'refine_cams_with_par',
-    'roi_map',
-    'sample_local_crops',
-    'token_band_labels',
-    'class_to_patch_maps',
-    'class_token_logits',
-    'patch_affinity',
-    'patch_affinity_refine',
 ]

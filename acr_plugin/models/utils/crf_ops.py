@@ -20,8 +20,8 @@ from mmengine.structures import PixelData
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from ...utils.dense_crf import CRF_INSTALL_HINT, crf_available, dense_crf
-from .image_augment import denormalize
+from acr_plugin.models.utils.image_augment import denormalize
+from acr_plugin.utils.dense_crf import CRF_INSTALL_HINT, crf_available, dense_crf
 
 #: keyword arguments of :func:`acr_plugin.utils.dense_crf` a CRF config may set
 CRF_KEYS = tuple(inspect.signature(dense_crf).parameters)[2:]  # after img, probs

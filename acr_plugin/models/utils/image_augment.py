@@ -1,8 +1,8 @@
 """Batch-wise photometric and geometric augmentation of image tensors.
 
-The views of ToCo's class-token contrast (Ru et al., CVPR 2023) are made on the
-fly inside the model from the batch, so these functions work on float RGB
-images in [0, 1] of shape ``(B, 3, H, W)`` and draw *independent* random
+Views made on the fly inside a model from the batch (ToCo's class-token
+contrast views, ``acr_plugin.hosts.toco.ctc_views``), so these functions work
+on float RGB images in [0, 1] of shape ``(B, 3, H, W)`` and draw *independent* random
 parameters for every sample. Every function takes an optional
 ``torch.Generator`` (None uses torch's global RNG); random numbers are drawn on
 the generator's device (the CPU by default) and moved to the images' device,
@@ -50,7 +50,7 @@ def _bernoulli(
     return (u < p).to(device)
 
 
-def _check_images(images: Tensor, name: str) -> None:
+def check_images(images: Tensor, name: str) -> None:
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(
             f'{name}: images must be (B, 3, H, W), got {tuple(images.shape)}'
@@ -360,7 +360,7 @@ def color_jitter(
     Returns:
         Tensor: Jittered images in [0, 1].
     """
-    _check_images(images, 'color_jitter')
+    check_images(images, 'color_jitter')
     _check_prob(p, 'color_jitter')
     strengths = (brightness, contrast, saturation, hue)
     if min(strengths) < 0 or hue > 0.5:
@@ -409,7 +409,7 @@ def random_grayscale(
     Returns:
         Tensor: Images, same shape.
     """
-    _check_images(images, 'random_grayscale')
+    check_images(images, 'random_grayscale')
     _check_prob(p, 'random_grayscale')
     if p == 0:
         return images
@@ -439,7 +439,7 @@ def gaussian_blur(
     Returns:
         Tensor: Images, same shape.
     """
-    _check_images(images, 'gaussian_blur')
+    check_images(images, 'gaussian_blur')
     _check_prob(p, 'gaussian_blur')
     low, high = _as_range(sigma, 'gaussian_blur sigma')
     if low <= 0:
@@ -456,62 +456,6 @@ def gaussian_blur(
     out = images.clone()
     out[apply] = blur_with_sigma(images[apply], sigmas[apply], kernel_size)
     return out
-
-
-# ---------------------------------------------------------------- CTC views
-def ctc_global_view(
-    images: Tensor,
-    size: Union[int, Sequence[int]],
-    generator: Optional[torch.Generator] = None,
-) -> Tensor:
-    """ToCo's second global view of a batch.
-
-    ``random_resized_crop`` (scale 0.4-1) -> horizontal flip (p 0.5) ->
-    colour jitter (0.4, 0.4, 0.2, 0.1; p 0.8) -> grayscale (p 0.2) ->
-    Gaussian blur (sigma 0.1-2, p 1.0).
-
-    Args:
-        images (Tensor): ``(B, 3, H, W)`` RGB in [0, 1].
-        size (int | Sequence[int]): Output size.
-        generator (torch.Generator, optional): Source of randomness.
-
-    Returns:
-        Tensor: ``(B, 3, size, size)`` views in [0, 1].
-    """
-    _check_images(images, 'ctc_global_view')
-    x = random_resized_crop(images, size, scale=(0.4, 1.0), generator=generator)
-    x = random_hflip(x, p=0.5, generator=generator)
-    x = color_jitter(x, p=0.8, generator=generator)
-    x = random_grayscale(x, p=0.2, generator=generator)
-    return gaussian_blur(x, p=1.0, generator=generator)
-
-
-def ctc_local_view(
-    crops: Tensor, generator: Optional[torch.Generator] = None
-) -> Tensor:
-    """ToCo's local-view augmentation.
-
-    Horizontal flip (p 0.5) -> colour jitter (p 0.8) -> grayscale (p 0.2) ->
-    Gaussian blur (p 0.5). ToCo applies it to a copy of the whole image and
-    cuts the local crops from that copy.
-
-    Args:
-        crops (Tensor): ``(B, 3, H, W)`` images or crops in [0, 1], or
-            ``(B, N, 3, H, W)`` (every image gets its own parameters).
-        generator (torch.Generator, optional): Source of randomness.
-
-    Returns:
-        Tensor: Augmented crops, same shape.
-    """
-    shape = crops.shape
-    if crops.dim() == 5:
-        crops = crops.flatten(0, 1)
-    _check_images(crops, 'ctc_local_view')
-    x = random_hflip(crops, p=0.5, generator=generator)
-    x = color_jitter(x, p=0.8, generator=generator)
-    x = random_grayscale(x, p=0.2, generator=generator)
-    x = gaussian_blur(x, p=0.5, generator=generator)
-    return x.reshape(shape)
 
 
 # ------------------------------------------------------------ normalisation

@@ -1,4 +1,4 @@
-"""Tests of the batch-wise image augmentations of ToCo's CTC views."""
+"""Tests of the generic batch-wise image augmentations."""
 
 import pytest
 import torch
@@ -6,8 +6,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from acr_plugin.models.utils import (
     color_jitter,
-    ctc_global_view,
-    ctc_local_view,
     denormalize,
     gaussian_blur,
     normalize,
@@ -189,32 +187,6 @@ def test_random_resized_crop_content_and_identity():
         )
         torch.testing.assert_close(crop, expected, atol=1e-5, rtol=0)
     assert out.min() >= 0 and out.max() <= 1
-
-
-# ---------------------------------------------------------------- CTC views
-def test_ctc_views_shapes_range_and_reproducibility():
-    images = _images(batch=2, height=32, width=40)
-    first = ctc_global_view(images, 24, generator=_gen(5))
-    assert first.shape == (2, 3, 24, 24)
-    assert first.min() >= 0 and first.max() <= 1
-    torch.testing.assert_close(first, ctc_global_view(images, 24, generator=_gen(5)))
-    assert not torch.equal(first, ctc_global_view(images, 24, generator=_gen(6)))
-
-    crops = torch.rand(2, 4, 3, 8, 8, generator=_gen())
-    local = ctc_local_view(crops, generator=_gen(2))
-    assert local.shape == crops.shape
-    assert local.min() >= 0 and local.max() <= 1
-    torch.testing.assert_close(local, ctc_local_view(crops, generator=_gen(2)))
-    flat = ctc_local_view(crops.flatten(0, 1), generator=_gen(2))
-    torch.testing.assert_close(flat, local.flatten(0, 1))
-
-
-def test_global_rng_is_used_without_generator():
-    images = _images(batch=2)
-    torch.manual_seed(11)
-    first = ctc_local_view(images)
-    torch.manual_seed(11)
-    torch.testing.assert_close(first, ctc_local_view(images))
 
 
 # ------------------------------------------------------------ normalisation

@@ -1,0 +1,233 @@
+"""ViT-CAM: a plain ViT classifier that localises with class activation maps."""
+
+from typing import Dict, Optional, Tuple
+
+import torch.nn as nn
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.registry import MODELS
+from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
+from torch import Tensor
+
+from acr_plugin.models.segmentors.cam_prediction import (
+    CAMPredictionMixin,
+    ImageLevelLossMixin,
+)
+from acr_plugin.models.segmentors.checkpoint_fit import install_checkpoint_fit
+from acr_plugin.models.utils.cam_ops import cam_from_patch_tokens, global_pool
+from acr_plugin.structures import stack_img_labels
+from acr_plugin.utils.config_utils import merge_with_defaults
+
+
+def split_vit_output(output) -> Tuple[Tensor, Optional[Tensor]]:
+    """Normalise one backbone output to ``(patch_map, prefix_tokens)``.
+
+    Accepts our ``TimmViT`` pairs ``(B, D, h, w), (B, P, D)``, mmseg
+    ``VisionTransformer`` outputs with ``output_cls_token=True``
+    (``[(B, D, h, w), (B, D)]``) and plain ``(B, D, h, w)`` maps (no prefix).
+    """
+    if isinstance(output, Tensor):
+        return output, None
+    patch_map, prefix = output[0], output[1]
+    if prefix is not None and prefix.dim() == 2:
+        prefix = prefix[:, None]
+    return patch_map, prefix
+
+
+def token_width(backbone: nn.Module) -> int:
+    """Token width of a ViT backbone (timm wrapper or mmseg ViT)."""
+    width = getattr(backbone, 'embed_dim', None) or getattr(
+        backbone, 'embed_dims', None
+    )
+    if width is None:
+        for name in ('cls_token', 'pos_embed'):
+            param = getattr(backbone, name, None)
+            if isinstance(param, Tensor):
+                return param.shape[-1]
+        raise AttributeError(
+            f'{type(backbone).__name__} exposes no embed_dim, embed_dims, '
+            'cls_token or pos_embed: cannot infer the token width'
+        )
+    return int(width)
+
+
+@MODELS.register_module()
+class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
+    """Plain ViT classifier with class-activation-map localisation.
+
+    The official ACR host (Sun et al., arXiv 2308.04321): a linear classifier on the
+    class token of one block's output (the last block, before the final norm) trained
+    with the multilabel soft-margin loss; localisation is a patch-token CAM. An optional
+    second classifier (1x1 conv on the patch tokens with global pooling) gives sharper
+    CAMs on small ViTs trained from scratch.
+
+    Call graph::
+
+        loss(inputs, samples) -> forward_outputs(inputs) -> loss_by_outputs()
+        predict(inputs, samples) -> multi_scale_flip_cams(cam) -> normalise
+            -> cams_to_seg_logits() -> postprocess_result()
+
+    Args:
+        backbone (dict): Backbone config (``TimmViT`` or mmseg's
+            ``VisionTransformer`` with ``output_cls_token=True``).
+        num_classes (int): Segmentation classes *including* background, as in
+            mmseg (the classifiers have ``num_classes - 1`` outputs).
+        feature_index (int): Which backbone output the classifiers read.
+            Defaults to -1.
+        token_head (bool): Linear classifier on prefix token 0. Defaults to
+            True.
+        patch_head (dict, optional): ``dict(pool='max'|'avg'|'topk',
+            topk=0.1)`` adds a bias-free 1x1-conv classifier on the patch
+            tokens with global pooling. Defaults to None.
+        cam_source (str): ``'patch'`` (the patch head's weights) or ``'token'``
+            (the token classifier's weights applied to patch tokens). Defaults
+            to ``'token'``.
+        loss_token (dict, optional): Loss of the token classifier. Defaults
+            to ``MultiLabelSoftMarginLoss`` logged as ``loss_cls``.
+        loss_patch (dict, optional): Loss of the patch classifier. Defaults
+            to ``MultiLabelSoftMarginLoss`` logged as ``loss_cls_patch``.
+        train_cfg (dict, optional): Unused; kept for mmseg's interface.
+        test_cfg (dict, optional): CAM inference: ``scales`` (default
+            ``(1.0,)``), ``flip`` (True), ``flip_merge`` (``'max'``),
+            ``bg_thr`` (0.5), ``use_labels`` (True: restrict to the image's
+            labels, the standard protocol when evaluating CAMs on a labelled
+            split; False: every class competes), ``eps`` (1e-5).
+        data_preprocessor (dict, optional): mmseg ``SegDataPreProcessor``.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(
+        self,
+        backbone: ConfigType,
+        num_classes: int,
+        feature_index: int = -1,
+        token_head: bool = True,
+        patch_head: Optional[dict] = None,
+        cam_source: str = 'token',
+        loss_token: OptConfigType = None,
+        loss_patch: OptConfigType = None,
+        train_cfg: OptConfigType = None,
+        test_cfg: OptConfigType = None,
+        data_preprocessor: OptConfigType = None,
+        init_cfg: OptMultiConfig = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        install_checkpoint_fit(self)
+        if num_classes < 2:
+            raise ValueError(
+                f'num_classes counts background too: need >= 2, got {num_classes}'
+            )
+        if not token_head and patch_head is None:
+            raise ValueError('ViTCAM needs token_head=True or a patch_head')
+        if cam_source not in ('patch', 'token'):
+            raise ValueError(
+                f'cam_source must be "patch" or "token", got "{cam_source}"'
+            )
+        if cam_source == 'patch' and patch_head is None:
+            raise ValueError('cam_source="patch" needs a patch_head')
+        if cam_source == 'token' and not token_head:
+            raise ValueError('cam_source="token" needs token_head=True')
+        self.backbone = MODELS.build(backbone)
+        self.num_classes = num_classes
+        self.num_fg_classes = num_classes - 1
+        self.feature_index = feature_index
+        self.cam_source = cam_source
+        embed_dim = token_width(self.backbone)
+        self.token_classifier = (
+            nn.Linear(embed_dim, self.num_fg_classes) if token_head else None
+        )
+        self.patch_head_cfg = dict(pool='max', topk=0.1)
+        if patch_head is not None:
+            self.patch_head_cfg.update(patch_head)
+            self.patch_classifier = nn.Conv2d(
+                embed_dim, self.num_fg_classes, 1, bias=False
+            )
+            self.loss_patch = MODELS.build(
+                loss_patch
+                or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls_patch')
+            )
+        else:
+            self.patch_classifier = None
+        if token_head:
+            self.loss_token = MODELS.build(
+                loss_token
+                or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
+            )
+        self.train_cfg = train_cfg or {}
+        self.test_cfg = merge_with_defaults(
+            dict(
+                scales=(1.0,),
+                flip=True,
+                flip_merge='max',
+                bg_thr=0.5,
+                use_labels=True,
+                eps=1e-5,
+            ),
+            test_cfg,
+            f'{type(self).__name__} test_cfg',
+        )
+        self.align_corners = False
+
+    # ------------------------------------------------------------ features
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """``(patch_map (B, D, h, w), prefix_tokens (B, P, D) or None)``."""
+        outs = self.backbone(inputs)
+        return split_vit_output(outs[self.feature_index])
+
+    def forward_outputs(self, inputs: Tensor) -> Dict[str, Tensor]:
+        """Everything a training step (and the ACR wrapper) needs.
+
+        Returns:
+            dict: ``patch_map``, ``prefix`` (may be None), ``token_logits``
+            (if a token head), ``patch_logits`` (if a patch head) and ``cams``
+            (raw CAMs ``(B, C, h, w)`` of ``cam_source``).
+        """
+        patch_map, prefix = self.extract_feat(inputs)
+        outputs = dict(patch_map=patch_map, prefix=prefix)
+        if self.token_classifier is not None:
+            if prefix is None:
+                raise ValueError(
+                    f'{type(self.backbone).__name__} returned no class token; '
+                    'ViTCAM token_head needs one (mmseg VisionTransformer: '
+                    'set output_cls_token=True)'
+                )
+            outputs['token_logits'] = self.token_classifier(prefix[:, 0])
+        if self.patch_classifier is not None:
+            patch_cams = self.patch_classifier(patch_map)
+            outputs['patch_logits'] = global_pool(
+                patch_cams, self.patch_head_cfg['pool'], self.patch_head_cfg['topk']
+            )
+            if self.cam_source == 'patch':
+                outputs['cams'] = patch_cams
+        if self.cam_source == 'token':
+            outputs['cams'] = cam_from_patch_tokens(
+                patch_map, self.token_classifier.weight
+            )
+        return outputs
+
+    def cam(self, inputs: Tensor) -> Tensor:
+        """Raw CAMs ``(B, C, h, w)`` at token resolution."""
+        return self.forward_outputs(inputs)['cams']
+
+    # ------------------------------------------------------------ training
+    def loss_with_cams(
+        self, inputs: Tensor, data_samples: SampleList
+    ) -> Tuple[dict, Tensor]:
+        """:meth:`loss` plus the raw CAMs ``(B, C, h, w)`` of the same forward
+        (for the CAM-activation term of ``AllPairsConsistencyLoss``)."""
+        labels = stack_img_labels(data_samples).to(inputs.device)
+        outputs = self.forward_outputs(inputs)
+        return self.loss_by_outputs(outputs, labels), outputs['cams']
+
+    # ------------------------------------------------------------ inference
+    @staticmethod
+    def _image_logits(outputs: Dict[str, Tensor]) -> Tensor:
+        return outputs.get('token_logits', outputs.get('patch_logits'))
+
+    def logits(self, inputs: Tensor) -> Tensor:
+        """Image-level logits: the token head's, else the patch head's."""
+        return self._image_logits(self.forward_outputs(inputs))
+
+    def cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
+        """Raw CAMs ``(B, C, h, w)`` and image logits of one forward."""
+        outputs = self.forward_outputs(inputs)
+        return outputs['cams'], self._image_logits(outputs)
