@@ -51,15 +51,12 @@ import os.path as osp
 import statistics
 import time
 from typing import Dict, List, Optional
-from unittest import mock
 
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner, load_checkpoint
 from mmseg.registry import MODELS
-from mmseg.utils import register_all_modules
 from PIL import Image
 
 import acr_plugin  # noqa: F401  (registers components)
@@ -302,39 +299,32 @@ def print_table(cam: Dict, trivial: Dict, partial: Dict) -> None:
 
 def main() -> None:
     args = parse_args()
-    register_all_modules(init_default_scope=True)
-    torch.set_num_threads(args.threads)
-    MMLogger.get_instance('mmengine', log_level='WARNING')
-    start = time.perf_counter()
     protocol = load_protocol()
+    protocol.setup(args.threads)
+    start = time.perf_counter()
     run_args = argparse.Namespace(
         **vars(args),
         seeds=[args.seed],
         alpha=None,
         grad_head=[] if args.no_grad_head else [VARIANT],
     )
-    prepare_cfg = protocol.prepare_cfg
-
-    def prepare_fashion_cfg(path, work_dir, run_args, seed, iters) -> Config:
-        cfg = prepare_cfg(path, work_dir, run_args, seed, iters)
-        if args.data_root is not None:
-            for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-                cfg[key].dataset.data_root = args.data_root
-        return cfg
-
-    variant = dict(config=VIT_CAM_CFG, family=VARIANT, baseline=True)
-    with (
-        mock.patch.object(protocol, 'PRETRAIN_CFG', PRETRAIN_CFG),
-        mock.patch.object(protocol, 'VIT_CAM_CFG', VIT_CAM_CFG),
-        mock.patch.object(protocol, 'prepare_cfg', prepare_fashion_cfg),
-        mock.patch.dict(protocol.VARIANTS, {VARIANT: variant}),
-    ):
-        ckpt = None if args.no_pretrain else protocol.pretrain(run_args)
-        result = protocol.run_variant(VARIANT, args.seed, run_args, ckpt)
-        trivial = protocol.trivial_baselines(run_args)
+    options = None
+    if args.data_root is not None:
+        options = {
+            f'{key}.dataset.data_root': args.data_root
+            for key in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+        }
+    spec = dict(config=VIT_CAM_CFG, family=VARIANT, baseline=True)
+    ckpt = None
+    if not args.no_pretrain:
+        ckpt = protocol.pretrain(run_args, PRETRAIN_CFG, options)
+    result = protocol.run_variant(VARIANT, args.seed, run_args, ckpt, spec, options)
+    trivial = protocol.trivial_baselines(run_args, VIT_CAM_CFG, options)
     run_name = f'{VARIANT}_s{args.seed}{protocol.settings_tag(run_args, False)}'
     finetuned = osp.join(args.work_dir, 'runs', run_name, f'iter_{args.iters}.pth')
-    cfg = prepare_fashion_cfg(VIT_CAM_CFG, '', run_args, args.seed, args.iters)
+    cfg = protocol.prepare_cfg(
+        VIT_CAM_CFG, '', run_args, args.seed, args.iters, options
+    )
     picture = osp.join(args.work_dir, f'partial_activation_{run_name}.png')
     partial = diagnose(cfg, finetuned, picture, args.pictures)
 

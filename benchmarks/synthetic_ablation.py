@@ -2,7 +2,9 @@
 
 Every run starts from the same backbone pretrained on a *different* synthetic
 classification task (the stand-in for ImageNet weights), then fine-tunes for
-the same number of iterations. Variants (``--variants``):
+the same number of iterations. Variants (``--variants``), each one config
+file (the ablations are ``configs/acr/acr-<ablation>_*`` and
+``configs/acr/uniform-attn_*``; ``VARIANTS`` maps the names to the files):
 
 - ``baseline``: ViT-CAM, one view.
 - ``two_view``: compute-matched control: two views (flip), the model's own
@@ -57,7 +59,6 @@ The last line printed is one JSON object.
 """
 
 import argparse
-import copy
 import json
 import os
 import os.path as osp
@@ -65,7 +66,7 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, Optional
 
 import torch
 from mmengine.config import Config
@@ -76,10 +77,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
 import acr_plugin  # noqa: F401  (registers components)
-from acr_plugin.acr.attention_capture import (
-    AttentionCapture,
-    attention_entropy,
-)
+from acr_plugin.acr.attention.attention_capture import AttentionCapture
+from acr_plugin.acr.attention.attention_ops import attention_entropy
 from acr_plugin.evaluation import CAMMetric
 from acr_plugin.evaluation.multilabel_f1_metric import multilabel_f1_counts
 from acr_plugin.hosts.toco.toco import CAM_SEG_LOGITS
@@ -99,38 +98,43 @@ ACR_MCT_CFG = 'configs/acr/acr_mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.
 MCT1_CFG = 'configs/mctformer/mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_MCT1_CFG = 'configs/acr/acr_mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'
 
+
+def ablation_cfg(model: str, batch: int = 64) -> str:
+    """The ablation config ``configs/acr/<model>_tiny-p8_1xb<batch>-600it_...``."""
+    return f'configs/acr/{model}_tiny-p8_1xb{batch}-600it_synthetic-64x64.py'
+
+
 MCT_GRAD_HEAD = dict(prefix_row='class')
-#: ``family`` names the model; paired differences are taken against the
-#: ``baseline`` variant of the same family and seed
+#: ``config`` is the file a run trains (the ablations are config files under
+#: ``configs/acr/``); ``family`` names the model: paired differences are taken
+#: against the ``baseline`` variant of the same family and seed
 VARIANTS: Dict[str, dict] = {
     'baseline': dict(config=VIT_CAM_CFG, family='vit_cam', baseline=True),
-    'two_view': dict(config=ACR_CFG, model=dict(acr_loss=None)),
-    'uniform_attn': dict(config=VIT_CAM_CFG, uniform=True),
+    'two_view': dict(config=ablation_cfg('acr-alpha0_vit-cam')),
+    'uniform_attn': dict(config=ablation_cfg('uniform-attn_vit-cam')),
     'acr_flip': dict(config=ACR_CFG),
-    'acr_entcap': dict(
-        config=ACR_CFG, model=dict(acr_loss=dict(entropy_cap=0.85, entropy_weight=1.0))
-    ),
-    'acr_stopgrad': dict(config=ACR_CFG, model=dict(acr_loss=dict(stop_grad='view2'))),
-    'acr_rescale': dict(
-        config=ACR_CFG, model=dict(view=dict(type='rescale', scale_range=(0.75, 1.25)))
-    ),
+    'acr_entcap': dict(config=ablation_cfg('acr-entcap_vit-cam')),
+    'acr_stopgrad': dict(config=ablation_cfg('acr-stopgrad_vit-cam')),
+    'acr_rescale': dict(config=ablation_cfg('acr-rescale_vit-cam')),
     'toco_baseline': dict(config=TOCO_CFG, family='toco', baseline=True),
-    'toco_two_view': dict(
-        config=ACR_TOCO_CFG, family='toco', model=dict(acr_loss=None)
+    'toco_two_view': dict(config=ablation_cfg('acr-alpha0_toco', 32), family='toco'),
+    'toco_uniform_attn': dict(
+        config=ablation_cfg('uniform-attn_toco', 32), family='toco'
     ),
-    'toco_uniform_attn': dict(config=TOCO_CFG, family='toco', uniform=True),
     'toco_acr': dict(config=ACR_TOCO_CFG, family='toco'),
     'mct_baseline': dict(
         config=MCT_CFG, family='mctformer', baseline=True, grad_head=MCT_GRAD_HEAD
     ),
     'mct_two_view': dict(
-        config=ACR_MCT_CFG, family='mctformer', model=dict(acr_loss=None)
+        config=ablation_cfg('acr-alpha0_mctformer-v2'), family='mctformer'
     ),
-    'mct_uniform_attn': dict(config=MCT_CFG, family='mctformer', uniform=True),
+    'mct_uniform_attn': dict(
+        config=ablation_cfg('uniform-attn_mctformer-v2'), family='mctformer'
+    ),
     'mct_acr': dict(config=ACR_MCT_CFG, family='mctformer', grad_head=MCT_GRAD_HEAD),
     'mct1_baseline': dict(config=MCT1_CFG, family='mctformer_v1', baseline=True),
     'mct1_two_view': dict(
-        config=ACR_MCT1_CFG, family='mctformer_v1', model=dict(acr_loss=None)
+        config=ablation_cfg('acr-alpha0_mctformer-v1'), family='mctformer_v1'
     ),
     'mct1_acr': dict(config=ACR_MCT1_CFG, family='mctformer_v1'),
 }
@@ -231,8 +235,22 @@ def write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def prepare_cfg(path: str, work_dir: str, args, seed: int, iters: int) -> Config:
+def prepare_cfg(
+    path: str,
+    work_dir: str,
+    args,
+    seed: int,
+    iters: int,
+    cfg_options: Optional[dict] = None,
+) -> Config:
+    """The config at ``path`` set up for one run of this protocol.
+
+    ``cfg_options`` (``--cfg-options``-style keys, e.g.
+    ``{'train_dataloader.dataset.data_root': ...}``) is merged first.
+    """
     cfg = Config.fromfile(osp.join(ROOT, path))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=seed)
     cfg.log_level = 'INFO'
@@ -268,12 +286,15 @@ def prepare_cfg(path: str, work_dir: str, args, seed: int, iters: int) -> Config
     return cfg
 
 
-def pretrain(args) -> str:
+def pretrain(
+    args, config: str = PRETRAIN_CFG, cfg_options: Optional[dict] = None
+) -> str:
+    """Pretrain the backbone with ``config`` (cached); its checkpoint's path."""
     work = osp.join(args.work_dir, 'pretrain')
     ckpt = osp.join(work, f'iter_{args.pretrain_iters}.pth')
     if osp.isfile(ckpt):
         return ckpt
-    cfg = prepare_cfg(PRETRAIN_CFG, work, args, 0, args.pretrain_iters)
+    cfg = prepare_cfg(config, work, args, 0, args.pretrain_iters, cfg_options)
     cfg.train_dataloader.dataset.num_samples = 6000
     cfg.train_dataloader.batch_size = 64
     cfg.val_dataloader.dataset.num_samples = 500
@@ -356,15 +377,25 @@ def settings_tag(args, has_acr_loss: bool) -> str:
     return ''.join(f'_{part}' for part in parts)
 
 
-def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
-    spec = VARIANTS[name]
-    cfg = prepare_cfg(spec['config'], '', args, seed, args.iters)
-    if 'model' in spec:
-        override = copy.deepcopy(spec['model'])
-        if 'acr_loss' in override and override['acr_loss'] is None:
-            cfg.model.acr_loss = None
-            override.pop('acr_loss')
-        cfg.merge_from_dict(dict(model=override))
+def uses_uniform_attention(cfg: Config) -> bool:
+    """Whether ``cfg`` trains with ``UniformAttentionHook`` (a control run)."""
+    hooks = cfg.get('custom_hooks') or []
+    return any(hook.get('type') == 'UniformAttentionHook' for hook in hooks)
+
+
+def run_variant(
+    name: str,
+    seed: int,
+    args,
+    ckpt,
+    spec: Optional[dict] = None,
+    cfg_options: Optional[dict] = None,
+) -> Dict[str, dict]:
+    """Train and evaluate one run (cached): variant ``name`` (its ``spec``,
+    default ``VARIANTS[name]``) with ``seed``."""
+    spec = VARIANTS[name] if spec is None else spec
+    cfg = prepare_cfg(spec['config'], '', args, seed, args.iters, cfg_options)
+    uniform = uses_uniform_attention(cfg)
     has_acr_loss = bool(cfg.model.get('acr_loss'))
     if args.alpha is not None and has_acr_loss:
         cfg.model.acr_loss.loss_weight = args.alpha
@@ -373,7 +404,7 @@ def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
     if osp.isfile(out_path):
         with open(out_path) as f:
             cached = json.load(f)
-        if name in args.grad_head and 'grad' not in cached and not spec.get('uniform'):
+        if name in args.grad_head and 'grad' not in cached and not uniform:
             print(
                 f'warning: {out_path} was run without --grad-head {name}; delete '
                 'it to add the gradient-head evaluation',
@@ -389,10 +420,6 @@ def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
     )
     if ckpt is not None:
         backbone.init_cfg = dict(type='Pretrained', checkpoint=ckpt)
-    if spec.get('uniform'):
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='UniformAttentionHook', module='backbone')
-        ]
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
@@ -400,7 +427,7 @@ def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
     model = runner.model
     loader = runner.build_dataloader(cfg.val_dataloader)
     result = {}
-    if spec.get('uniform'):
+    if uniform:
         from acr_plugin.acr import UniformAttention
 
         with UniformAttention(inner_model(model).backbone):
@@ -420,9 +447,13 @@ def run_variant(name: str, seed: int, args, ckpt) -> Dict[str, dict]:
     return result
 
 
-def trivial_baselines(args) -> Dict[str, dict]:
-    """All-background and whole-image-is-every-labelled-class predictors."""
-    cfg = prepare_cfg(VIT_CAM_CFG, osp.join(args.work_dir, 'trivial'), args, 0, 1)
+def trivial_baselines(
+    args, config: str = VIT_CAM_CFG, cfg_options: Optional[dict] = None
+) -> Dict[str, dict]:
+    """All-background and whole-image-is-every-labelled-class predictors on
+    the validation split of ``config``."""
+    work_dir = osp.join(args.work_dir, 'trivial')
+    cfg = prepare_cfg(config, work_dir, args, 0, 1, cfg_options)
     loader = Runner.build_dataloader(cfg.val_dataloader)
     out = {}
     for name in ('all_background', 'whole_image_labels'):
@@ -449,12 +480,6 @@ def trivial_baselines(args) -> Dict[str, dict]:
             metric.process(batch, preds)
         out[name] = metric.compute_metrics(metric.results)
     return out
-
-
-def mean_std(values: List[float]) -> str:
-    if len(values) == 1:
-        return f'{values[0]:.2f}'
-    return f'{statistics.mean(values):.2f} +/- {statistics.stdev(values):.2f}'
 
 
 def family_baseline(variant: str) -> str:
@@ -539,13 +564,18 @@ def print_table(summary, trivial) -> None:
         print(f'| trivial: {name} | ' + ' | '.join(cells) + ' | - |')
 
 
-def main() -> None:
-    args = parse_args()
+def setup(threads: int) -> None:
+    """Process set-up of a protocol run: registries, torch threads, logging."""
     # mmseg's registries as default scope even when every run is cached (no
     # Runner is built before the trivial baselines then)
     register_all_modules(init_default_scope=True)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     MMLogger.get_instance('mmengine', log_level='WARNING')
+
+
+def main() -> None:
+    args = parse_args()
+    setup(args.threads)
     start = time.perf_counter()
     ckpt = None if args.no_pretrain else pretrain(args)
     results: Dict[tuple, Dict[int, dict]] = {}

@@ -61,7 +61,7 @@ from mmengine.registry import init_default_scope
 from mmseg.registry import DATASETS, MODELS
 
 import acr_plugin  # noqa: F401  (registers the models)
-from acr_plugin.hosts.toco import toco as toco_module
+from acr_plugin.hosts.toco import toco_training_step as toco_module
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOCO_CFG = 'configs/toco/toco_tiny-p8_1xb32-600it_synthetic-64x64.py'

@@ -32,7 +32,7 @@ import imgviz
 import numpy as np
 from PIL import Image
 
-from acr_plugin.apis.pseudo_labels import label_to_png
+from acr_plugin.apis.label_io import label_to_png
 from acr_plugin.datasets.coco_conversion import COCO_THING_CLASSES
 
 VOC_CLASSES = tuple(imgviz.data.voc()['class_names'])  # background first

@@ -47,8 +47,7 @@ from acr_plugin.apis import (
     search_bg_threshold,
 )
 from acr_plugin.engine.dist_utils import setup_cpu_distributed, teardown_distributed
-from acr_plugin.utils import crf_available
-from acr_plugin.utils.dense_crf import CRF_INSTALL_HINT
+from acr_plugin.models.utils.crf import CRF_INSTALL_HINT, crf_available
 
 #: ``--split`` values: the config's ``<split>_dataloader``
 SPLITS = ('train', 'val', 'test')

@@ -4,29 +4,33 @@ One folder holds the method:
 
 - ``acr_segmentor.ACRSegmentor``: wraps any WSSS classifier, builds the second
   view, captures both views' self-attention and adds the ACR loss;
-- ``all_pairs_consistency_loss.AllPairsConsistencyLoss``: the class-activation
-  and attention (affinity) consistency terms, with ``consistency_terms`` (the
-  reference maths) and ``efficient_consistency`` (the chunked, memory-bounded form);
-- ``attention_capture`` / ``vit_attention_capture``: self-attention capture of
-  timm and ``torch.nn.MultiheadAttention`` blocks;
-- ``view_alignment``: token alignment between views and the view maker;
+- ``consistency/``: ``AllPairsConsistencyLoss``, the class-activation and
+  attention (affinity) consistency terms, with ``consistency_terms`` (the
+  reference maths) and ``chunked_consistency`` (the chunked, memory-bounded
+  form: ``alignment_plan``, ``chunk_ops``, ``chunked_function``,
+  ``checkpointed_kl``, ``qk_entropy``);
+- ``attention/``: self-attention capture of timm and
+  ``torch.nn.MultiheadAttention`` blocks (``attention_sites``,
+  ``attention_ops``, ``query_key_pair``, ``timm_adapter``,
+  ``torch_mha_adapter``, ``attention_capture``, ``vit_attention_capture``);
+- ``views/``: ``token_alignment`` (token correspondence between views) and
+  ``view_maker`` (the second view);
 - ``cls_token_grad_cam_head.ClsTokenGradCAMHead`` with ``grad_cam_ops``: the
   class-wise localisation from class-token gradients;
 - ``uniform_attention_hook.UniformAttentionHook``: the uniform-attention control.
 """
 
 from .acr_segmentor import ACRSegmentor
-from .all_pairs_consistency_loss import AllPairsConsistencyLoss
-from .attention_capture import (
-    AttentionCapture,
-    AttentionSite,
-    attention_entropy,
-    find_attention_modules,
-    head_average,
-    probs_from_qk,
-)
+from .attention.attention_capture import AttentionCapture
+from .attention.attention_ops import attention_entropy, head_average, probs_from_qk
+from .attention.attention_sites import AttentionSite, find_attention_modules
+from .attention.query_key_pair import QueryKeyPair
+from .attention.vit_attention_capture import ViTAttentionCapture
 from .cls_token_grad_cam_head import ClsTokenGradCAMHead
-from .consistency_terms import (
+from .consistency.all_pairs_consistency_loss import AllPairsConsistencyLoss
+from .consistency.chunked_consistency import chunked_consistency_terms
+from .consistency.chunked_function import ChunkedConsistencyFunction
+from .consistency.consistency_terms import (
     affinity_term,
     cam_term,
     class_row_term,
@@ -35,12 +39,7 @@ from .consistency_terms import (
     patch_row_entropy,
     symmetric_kl_rows,
 )
-from .efficient_consistency import (
-    ChunkedConsistencyFunction,
-    chunked_consistency_terms,
-    qk_attention_entropy,
-    qk_patch_row_entropy,
-)
+from .consistency.qk_entropy import qk_attention_entropy, qk_patch_row_entropy
 from .grad_cam_ops import (
     GRAD_CAM_VARIANTS,
     affinity_matrix,
@@ -49,7 +48,7 @@ from .grad_cam_ops import (
     layer_scores,
 )
 from .uniform_attention_hook import UniformAttention, UniformAttentionHook
-from .view_alignment import (
+from .views.token_alignment import (
     TokenAlignment,
     align_attention,
     align_maps,
@@ -58,17 +57,16 @@ from .view_alignment import (
     crop_alignment,
     flip_alignment,
     identity_alignment,
-    make_view,
-    photometric_jitter,
     rescale_alignment,
 )
-from .vit_attention_capture import ViTAttentionCapture
+from .views.view_maker import make_view, photometric_jitter
 
 __all__ = [
     'ACRSegmentor',
     'AllPairsConsistencyLoss',
     'AttentionCapture',
     'AttentionSite',
+    'QueryKeyPair',
     'ViTAttentionCapture',
     'attention_entropy',
     'find_attention_modules',

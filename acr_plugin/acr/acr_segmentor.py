@@ -12,9 +12,12 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from acr_plugin.acr.attention_capture import AttentionCapture, attention_entropy
-from acr_plugin.acr.efficient_consistency import qk_attention_entropy
-from acr_plugin.acr.view_alignment import TokenAlignment, make_view, photometric_jitter
+from acr_plugin.acr.attention.attention_capture import AttentionCapture
+from acr_plugin.acr.attention.attention_ops import attention_entropy
+from acr_plugin.acr.consistency.qk_entropy import qk_attention_entropy
+from acr_plugin.acr.views.token_alignment import TokenAlignment
+from acr_plugin.acr.views.view_maker import make_view, photometric_jitter
+from acr_plugin.models.host_contract import ACRHost, CAMLossHost, require_members
 from acr_plugin.models.segmentors.checkpoint_fit import install_checkpoint_fit
 from acr_plugin.structures import VALID_MASK, stack_img_labels, valid_masks
 
@@ -41,15 +44,25 @@ class ACRSegmentor(BaseSegmentor):
 
     Call graph::
 
+        __init__ -> require_members(model, ACRHost | CAMLossHost)
+                 -> predictor.check_model(model)
         loss(inputs, samples)
-          |- AttentionCapture(model.<capture_module>) as cap
+          |- AttentionCapture(model.captured_vit) as cap
           |    |- model.loss(view1) (or loss_with_cams) -> cap.pop() = attn1
-          |    |- make_view(view1) -> view2, alignment
+          |    |- make_view(view1, model.patch_size) -> view2, alignment
           |    '- model.loss(view2)                      -> cap.pop() = attn2
-          '- acr_loss.forward_terms(attn1, attn2, alignment[, cams1, cams2])
+          '- acr_loss (AllPairsConsistencyLoss).forward_terms(attn1, attn2,
+                 alignment[, cams1, cams2])
         predict(inputs, samples) -> predictor.predict(model, ...) if a
             predictor (e.g. ClsTokenGradCAMHead) is configured, else
             model.predict(...)
+
+    The wrapped model must implement the host contract
+    (``acr_plugin.models.host_contract``): ``ACRHost`` (``captured_vit``,
+    ``patch_size``, ``num_prefix_tokens``, ``token_grid``, ``align_corners``,
+    ``loss``, ``predict``), and ``CAMLossHost`` (``loss_with_cams``) when the
+    CAM term is on; it is checked once, here, and a missing member raises a
+    ``TypeError`` naming it and the model class.
 
     Checkpoints of the baseline config load into the wrapped model (its keys
     gain the prefix ``model.``) and this wrapper's into the baseline config;
@@ -74,14 +87,16 @@ class ACRSegmentor(BaseSegmentor):
             route: the model keeps its fused attention; ``'probs'`` if the
             attention modules do not support ``'qk'``). Defaults to all
             layers, mode None.
-        capture_module (str): Dotted name of the submodule whose attention is
-            captured (the ViT). Defaults to ``'backbone'``.
+        capture_module (str, optional): Dotted name of a submodule whose
+            attention is captured instead of the host's ``captured_vit``.
+            Defaults to None (``model.captured_vit``).
         view2_loss_weight (float): Weight of the model's own losses on view 2
             (logged with the suffix ``_v2``). Defaults to 1.0 (the official
             L = MLSM(z1) + MLSM(z2) + alpha * ACR).
-        predictor (dict, optional): A head with ``predict(model, inputs,
-            data_samples)``, e.g. ``ClsTokenGradCAMHead``. Defaults to None
-            (the wrapped model predicts).
+        predictor (dict, optional): A head with ``check_model(model)``
+            (called once here) and ``predict(model, inputs, data_samples)``,
+            e.g. ``ClsTokenGradCAMHead``. Defaults to None (the wrapped model
+            predicts).
         data_preprocessor (dict, optional): Used only when ``model`` has no
             ``data_preprocessor`` (mmengine's ``Runner`` sets the file-level
             ``data_preprocessor`` here by default; a differing one is ignored,
@@ -97,7 +112,7 @@ class ACRSegmentor(BaseSegmentor):
         view: OptConfigType = None,
         photometric: OptConfigType = None,
         capture: OptConfigType = None,
-        capture_module: str = 'backbone',
+        capture_module: Optional[str] = None,
         view2_loss_weight: float = 1.0,
         predictor: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
@@ -124,20 +139,20 @@ class ACRSegmentor(BaseSegmentor):
         self.predictor = MODELS.build(predictor) if predictor else None
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
-        self.align_corners = getattr(self.model, 'align_corners', False)
         # fail at build time, not at the first iteration
+        require_members(self.model, ACRHost, 'ACRSegmentor')
+        if self.acr_loss is not None and self._needs_cams():
+            require_members(
+                self.model,
+                CAMLossHost,
+                'ACRSegmentor (the CAM term, acr_loss.cam_weight > 0)',
+            )
+        if self.predictor is not None:
+            self.predictor.check_model(self.model)
+        self.align_corners = self.model.align_corners
         self._capture_target()
         if self.capture_cfg['mode'] is None:
             self.capture_cfg['mode'] = self._auto_capture_mode()
-        if (
-            self.acr_loss is not None
-            and self._needs_cams()
-            and not hasattr(self.model, 'loss_with_cams')
-        ):
-            raise TypeError(
-                f'{type(self.model).__name__} has no loss_with_cams(); the ACR '
-                'CAM term (acr_loss.cam_weight > 0) needs it'
-            )
 
     # ------------------------------------------------------------ helpers
     @staticmethod
@@ -163,6 +178,8 @@ class ACRSegmentor(BaseSegmentor):
         return inner
 
     def _capture_target(self) -> torch.nn.Module:
+        if self.capture_module is None:
+            return self.model.captured_vit
         try:
             return self.model.get_submodule(self.capture_module)
         except AttributeError as err:
@@ -196,11 +213,8 @@ class ACRSegmentor(BaseSegmentor):
 
     @property
     def patch_size(self) -> int:
-        target = self._capture_target()
-        size = getattr(target, 'patch_size', None)
-        if size is None:  # mmseg VisionTransformer
-            size = target.patch_embed.projection.kernel_size[0]
-        return int(size[0] if isinstance(size, (tuple, list)) else size)
+        """Pixels per token of the wrapped model (its host contract)."""
+        return self.model.patch_size
 
     def make_second_view(self, inputs: Tensor) -> Tuple[Tensor, TokenAlignment]:
         """View 2 of a batch and its token alignment to view 1."""
@@ -276,7 +290,8 @@ class ACRSegmentor(BaseSegmentor):
         if not forwards:
             raise RuntimeError(
                 f'{type(self.model).__name__}.loss() never ran '
-                f'"{self.capture_module}": no attention was captured'
+                f'"{self.capture_module or "captured_vit"}": no attention was '
+                'captured'
             )
         return forwards[0]
 

@@ -1,7 +1,10 @@
-"""Class-token-gradient localisation (GETAM-style) as a prediction head."""
+"""Class-token-gradient localisation (GETAM-style) as a prediction head.
+
+The head's one concept is the batched explanation of a batch: views, one
+forward under attention capture, one backward for all classes
+(:mod:`.class_slot_backward`), maps (:mod:`.grad_cam_ops`)."""
 
 import logging
-import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -12,7 +15,13 @@ from mmseg.registry import MODELS
 from mmseg.utils import OptMultiConfig, SampleList
 from torch import Tensor, nn
 
-from acr_plugin.acr.attention_capture import AttentionCapture, find_attention_modules
+from acr_plugin.acr.attention.attention_capture import AttentionCapture
+from acr_plugin.acr.attention.attention_sites import find_attention_modules
+from acr_plugin.acr.class_slot_backward import (
+    attention_grads_batched,
+    attention_grads_looped,
+    class_rows_unreached,
+)
 from acr_plugin.acr.grad_cam_ops import (
     check_variant,
     class_slots,
@@ -23,6 +32,7 @@ from acr_plugin.acr.grad_cam_ops import (
     slot_grad_outputs,
     upsample_token_maps,
 )
+from acr_plugin.models.host_contract import ViTHost, require_members
 from acr_plugin.models.utils.cam_ops import cams_to_seg_logits, minmax_normalize
 from acr_plugin.structures import attach_img_logits, labels_for_prediction
 
@@ -49,10 +59,20 @@ class ClsTokenGradCAMHead(BaseModule):
 
         predict(model, inputs, samples)
           -> explain(model, inputs, classes | None)
-               forward (views [x, flip(x)]) under AttentionCapture
-               -> autograd.grad(logits, A[start:], one-hot per class slot)
+               check_model(model) (ViTHost + logits_fn)
+               forward (views [x, flip(x)]) under
+                   AttentionCapture(model.captured_vit)
+               -> attention_grads_batched(logits, A[start:], one-hot per
+                  class slot) (or attention_grads_looped)
+               -> model.num_prefix_tokens, model.token_grid(h, w)
                -> grad_cam_maps_batched -> upsample -> flip sum -> min-max
           -> cams_to_seg_logits(bg_thr) -> model.postprocess_result
+
+    The model must implement the host contract ``ViTHost``
+    (``acr_plugin.models.host_contract``: ``captured_vit``, ``patch_size``,
+    ``num_prefix_tokens``, ``token_grid``) and the ``logits_fn`` method;
+    :meth:`check_model` raises a ``TypeError`` naming a missing member and
+    the model class (``ACRSegmentor`` calls it once at construction).
 
     Gradients: one forward per batch (the flipped views ride in the same
     batch). With ``batched`` all classes of a batch share ONE backward:
@@ -112,9 +132,9 @@ class ClsTokenGradCAMHead(BaseModule):
         batched (bool): One vmapped backward for all classes of a batch
             (falls back to the per-class loop if unsupported). Defaults to
             True.
-        capture_module (str): Dotted name of the submodule whose attention
-            is captured (``''`` for the model itself). Defaults to
-            ``'backbone'``.
+        capture_module (str, optional): Dotted name of a submodule whose
+            attention is captured instead of ``model.captured_vit`` (``''``
+            for the model itself). Defaults to None (``captured_vit``).
         logits_fn (str): Method of the model returning ``(B, C)`` image
             logits from the class token. Defaults to ``'logits'``.
         prefix_row (int | str): Class-token row read in each layer: an int
@@ -137,7 +157,7 @@ class ClsTokenGradCAMHead(BaseModule):
         use_labels: Optional[bool] = None,
         score_thr: float = 0.5,
         batched: bool = True,
-        capture_module: str = 'backbone',
+        capture_module: Optional[str] = None,
         logits_fn: str = 'logits',
         prefix_row: Union[int, str] = 0,
         init_cfg: OptMultiConfig = None,
@@ -167,7 +187,14 @@ class ClsTokenGradCAMHead(BaseModule):
         self._vmap_failed = False
 
     # ------------------------------------------------------------ helpers
+    def check_model(self, model: nn.Module) -> None:
+        """Raise unless ``model`` implements ``ViTHost`` and ``logits_fn``."""
+        require_members(model, ViTHost, 'ClsTokenGradCAMHead')
+        self._logits_method(model)
+
     def _capture_target(self, model: nn.Module) -> nn.Module:
+        if self.capture_module is None:
+            return model.captured_vit
         if not self.capture_module:
             return model
         try:
@@ -196,39 +223,20 @@ class ClsTokenGradCAMHead(BaseModule):
 
     @staticmethod
     def _token_layout(
-        model: nn.Module, target: nn.Module, hw: Tuple[int, int], num_tokens: int
+        model: nn.Module, hw: Tuple[int, int], num_tokens: int
     ) -> Tuple[int, Tuple[int, int]]:
-        """``(num_prefix, (gh, gw))`` of a forward with ``num_tokens`` tokens."""
-        h, w = hw
-        owners = [target] + [getattr(model, 'backbone', None)]
-        owners = [m for m in owners if m is not None]
-        candidates: List[Tuple[int, int]] = []
-        num_prefix = None
-        for owner in owners:
-            if callable(getattr(owner, 'grid_size', None)):
-                candidates.append(tuple(int(v) for v in owner.grid_size(h, w)))
-            patch = getattr(owner, 'patch_size', None)
-            if isinstance(patch, int) or (
-                isinstance(patch, (tuple, list)) and len(patch) == 2
-            ):
-                ph, pw = (patch, patch) if isinstance(patch, int) else patch
-                candidates.append((h // ph, w // pw))
-                candidates.append((math.ceil(h / ph), math.ceil(w / pw)))
-            if num_prefix is None and hasattr(owner, 'num_prefix_tokens'):
-                num_prefix = int(owner.num_prefix_tokens)
-            if num_prefix is None and hasattr(owner, 'with_cls_token'):
-                num_prefix = int(bool(owner.with_cls_token))
-        for grid in candidates:
-            prefix = num_tokens - grid[0] * grid[1]
-            if prefix >= 0 and (num_prefix is None or prefix == num_prefix):
-                return prefix, grid
-        raise ValueError(
-            f'ClsTokenGradCAMHead: cannot lay {num_tokens} tokens of '
-            f'{type(target).__name__} on a token grid for a {h}x{w} input '
-            f'(prefix tokens {num_prefix}, grids tried {candidates}); the '
-            'capture module (or model.backbone) needs grid_size(h, w) or '
-            'patch_size'
-        )
+        """``(num_prefix, (gh, gw))`` of a forward with ``num_tokens`` tokens,
+        from the host contract."""
+        num_prefix = int(model.num_prefix_tokens)
+        grid = tuple(int(v) for v in model.token_grid(*hw))
+        if num_prefix + grid[0] * grid[1] != num_tokens:
+            raise ValueError(
+                f'ClsTokenGradCAMHead: {type(model).__name__} lays a '
+                f'{hw[0]}x{hw[1]} input on {num_prefix} prefix tokens and a '
+                f'{grid[0]}x{grid[1]} grid, but the captured attention has '
+                f'{num_tokens} tokens'
+            )
+        return num_prefix, grid
 
     def _class_sets_from(self, class_sets: ClassSets, batch: int) -> List[List[int]]:
         if isinstance(class_sets, Tensor):
@@ -259,47 +267,8 @@ class ClsTokenGradCAMHead(BaseModule):
             )
         return logits, attns
 
-    @staticmethod
-    def _grads_batched(
-        logits: Tensor, inputs: List[Tensor], grad_outputs: Tensor
-    ) -> List[Optional[Tensor]]:
-        return list(
-            torch.autograd.grad(
-                logits,
-                inputs,
-                grad_outputs=grad_outputs,
-                is_grads_batched=True,
-                allow_unused=True,
-            )
-        )
-
-    @staticmethod
-    def _grads_loop(
-        logits: Tensor, inputs: List[Tensor], grad_outputs: Tensor
-    ) -> List[Optional[Tensor]]:
-        per_slot = []
-        num_slots = grad_outputs.shape[0]
-        for k in range(num_slots):
-            per_slot.append(
-                torch.autograd.grad(
-                    logits,
-                    inputs,
-                    grad_outputs=grad_outputs[k],
-                    retain_graph=k < num_slots - 1,
-                    allow_unused=True,
-                )
-            )
-        grads = []
-        for layer in range(len(inputs)):
-            items = [slot[layer] for slot in per_slot]
-            if all(g is None for g in items):
-                grads.append(None)
-                continue
-            zero = next(g for g in items if g is not None)
-            grads.append(
-                torch.stack([torch.zeros_like(zero) if g is None else g for g in items])
-            )
-        return grads
+    _grads_batched = staticmethod(attention_grads_batched)
+    _grads_loop = staticmethod(attention_grads_looped)
 
     def _check_class_rows(
         self,
@@ -309,28 +278,9 @@ class ClsTokenGradCAMHead(BaseModule):
         layer_ids: List[int],
     ) -> None:
         """Raise if the logits do not reach the class rows (see class doc)."""
-        for layer, grad in reversed(list(zip(layer_ids, grads))):
-            if grad is None or not bool(grad.ne(0).any()):
-                continue
-            if isinstance(rows, int):
-                row_grads = grad[..., rows, :]
-            else:
-                index = rows.view(*rows.shape, 1, 1, 1).expand(
-                    *rows.shape, grad.shape[2], 1, grad.shape[-1]
-                )
-                row_grads = grad.gather(-2, index)
-            if bool(row_grads.ne(0).any()):
-                return
-            reason = (
-                f'the class-token rows get no gradient at layer {layer} (the '
-                'last selected layer with any gradient)'
-            )
-            break
-        else:
-            reason = (
-                f'no attention layer from start_layer={self.start_layer} on '
-                'gets any gradient'
-            )
+        reason = class_rows_unreached(grads, rows, layer_ids, self.start_layer)
+        if reason is None:
+            return
         raise ValueError(
             f'ClsTokenGradCAMHead: the {self.logits_fn}() logits of '
             f'{type(model).__name__} do not come from its class token: {reason}. '
@@ -373,6 +323,7 @@ class ClsTokenGradCAMHead(BaseModule):
                 f'{tuple(inputs.shape)}'
             )
         batch, _, height, width = inputs.shape
+        self.check_model(model)
         target = self._capture_target(model)
         depth = len(find_attention_modules(target))
         start = resolve_start_layer(self.start_layer, depth)
@@ -435,7 +386,7 @@ class ClsTokenGradCAMHead(BaseModule):
         for b, classes in enumerate(sets):
             mask[b, classes] = 1.0
         num_prefix, grid = self._token_layout(
-            model, target, tuple(views.shape[-2:]), attns[0].shape[-1]
+            model, tuple(views.shape[-2:]), attns[0].shape[-1]
         )
         slots = class_slots(sets, device=logits.device).repeat(1, num_views)
         if slots.shape[0] == 0:  # no class to explain in the whole batch

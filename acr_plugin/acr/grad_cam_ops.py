@@ -227,20 +227,10 @@ def grad_cam_maps(
 ) -> Tensor:
     """Gradient map of one class (one logit per image).
 
-    Args:
-        attns (Sequence[Tensor]): Post-softmax attention ``(B, heads, N, N)``
-            per layer, in block order.
-        grads (Sequence[Tensor | None]): ``d z_c / d A`` per layer,
-            ``(B, heads, N, N)``; None means zero.
-        variant (str): One of :data:`GRAD_CAM_VARIANTS`. Defaults to
-            ``'grad'``.
-        start_layer (int): First summed layer, an index into ``attns``
-            (negative counts from the end). Defaults to -2.
-        num_prefix (int): Prefix tokens ``P``. Defaults to 1.
-        prefix_row (int | Tensor): Class-token row: one int, or a long
-            tensor ``(B,)``. Defaults to 0.
-        refine (bool): Affinity refinement over every layer in ``attns``.
-            Defaults to False.
+    The per-class form of :func:`grad_cam_maps_batched` (same arguments and
+    defaults) without the class-slot dimension: ``grads`` are ``d z_c / d A``
+    per layer, ``(B, heads, N, N)`` (None means zero), and ``prefix_row`` is
+    one int or a long tensor ``(B,)``.
 
     Returns:
         Tensor: ``(B, N - P)`` non-negative map.

@@ -8,7 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from acr_plugin.acr.attention_capture import find_attention_modules
+from acr_plugin.acr.attention.attention_sites import find_attention_modules
 
 
 class UniformAttention:

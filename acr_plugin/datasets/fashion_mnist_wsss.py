@@ -100,17 +100,15 @@ class FashionMNISTWSSSDataset(GeneratedWSSSDataset):
     ) -> None:
         name = type(self).__name__
         self.check_generated_args(kwargs, num_samples, seed)
-        try:
-            self.spec = FashionMNISTSpec(
-                img_size=img_size,
-                design=design,
-                min_objects=min_objects,
-                max_objects=max_objects,
-                colourise=colourise,
-                **(spec_overrides or {}),
-            )
-        except (TypeError, ValueError) as err:
-            raise ValueError(f'{name}: {err}') from err
+        self.spec = self.build_spec(
+            FashionMNISTSpec,
+            spec_overrides,
+            img_size=img_size,
+            design=design,
+            min_objects=min_objects,
+            max_objects=max_objects,
+            colourise=colourise,
+        )
         try:
             # read (once per process) now, so missing files fail at build time
             self.pool: ItemPool = load_item_pool(data_root, split)

@@ -8,7 +8,7 @@ renders the sample with what mmseg's transforms expect after
 labels). Subclasses provide :meth:`sample_id` and :meth:`render`.
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from mmseg.datasets import BaseSegDataset
@@ -54,6 +54,27 @@ class GeneratedWSSSDataset(BaseSegDataset):
             raise ValueError(f'{name}: seed must be >= 0, got {seed}')
         self.num_samples = int(num_samples)
         self.seed = int(seed)
+
+    def build_spec(self, spec_type: type, overrides: Optional[dict], **args) -> Any:
+        """``spec_type(**args, **overrides)``: the generator's parameters.
+
+        Args:
+            spec_type (type): The spec dataclass (``SyntheticSpec``,
+                ``FashionMNISTSpec``).
+            overrides (dict, optional): The config's ``spec_overrides``.
+            **args: The spec fields the dataset takes as its own arguments.
+
+        Returns:
+            The spec.
+
+        Raises:
+            ValueError: The spec refused the arguments (its ``TypeError`` or
+                ``ValueError``, prefixed with the dataset's name).
+        """
+        try:
+            return spec_type(**args, **(overrides or {}))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'{type(self).__name__}: {err}') from err
 
     def merge_metainfo(
         self, classes: Sequence[str], palette: Sequence, metainfo: Optional[dict]

@@ -148,3 +148,67 @@ def check_pipeline_label_files(
     img_paths = [info['img_path'] for info in data_list]
     for transform in checkers:
         transform.check_images(img_paths, source=f'split list {split_file}')
+
+
+class SplitListMixin:
+    """Checked split-list loading for an mmseg dataset class.
+
+    Mixed in before the mmseg class (``class D(SplitListMixin,
+    BaseSegDataset)``): the data list holds the images of the split list
+    ``ann_file`` (:func:`build_split_data_list`: missing files raise
+    ``FileNotFoundError`` naming them), their masks from
+    ``data_prefix['seg_map_path']`` (or :meth:`seg_map_fallback_dir`), and a
+    label file in the pipeline must cover every listed image
+    (:func:`check_pipeline_label_files`).
+
+    Args:
+        ann_file (str): Split list, relative to ``data_root``.
+        img_suffix (str): Image suffix. Defaults to '.jpg'.
+        seg_map_suffix (str): Mask suffix. Defaults to '.png'.
+        check_files (bool): Check at start-up that every listed image and
+            mask exists. Defaults to True.
+        **kwargs: Arguments of the mmseg dataset class.
+    """
+
+    def __init__(
+        self,
+        ann_file: str,
+        img_suffix: str = '.jpg',
+        seg_map_suffix: str = '.png',
+        check_files: bool = True,
+        **kwargs,
+    ) -> None:
+        self.check_files = check_files
+        super().__init__(
+            ann_file=ann_file,
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            **kwargs,
+        )
+
+    def seg_map_fallback_dir(self) -> Optional[str]:
+        """Mask folder searched when a mask is missing (None: no fallback)."""
+        return None
+
+    def load_data_list(self) -> List[dict]:
+        """Load the split list, checking that every file exists.
+
+        Returns:
+            list[dict]: Data infos with ``img_path`` and ``seg_map_path``.
+        """
+        data_list = build_split_data_list(
+            split_file=self.ann_file,
+            img_dir=self.data_prefix.get('img_path', '') or '',
+            img_suffix=self.img_suffix,
+            seg_map_dir=self.data_prefix.get('seg_map_path', None),
+            seg_map_suffix=self.seg_map_suffix,
+            seg_map_fallback_dir=self.seg_map_fallback_dir(),
+            data_root=self.data_root,
+            check_files=self.check_files,
+            extra_info=dict(
+                label_map=self.label_map, reduce_zero_label=self.reduce_zero_label
+            ),
+        )
+        # a label file in the pipeline must cover every listed image
+        check_pipeline_label_files(self.pipeline, data_list, self.ann_file)
+        return data_list

@@ -8,11 +8,11 @@ from mmseg.registry import DATASETS
 from PIL import Image
 
 from acr_plugin.datasets.generated_wsss import GeneratedWSSSDataset
-from acr_plugin.datasets.synthetic.generator import (
+from acr_plugin.datasets.synthetic.cache import load_or_generate
+from acr_plugin.datasets.synthetic.spec import (
     SyntheticSpec,
     class_names,
     class_palette,
-    load_or_generate,
 )
 
 
@@ -108,18 +108,16 @@ class SyntheticWSSSDataset(GeneratedWSSSDataset):
         **kwargs,
     ) -> None:
         self.check_generated_args(kwargs, num_samples, seed)
-        try:
-            self.spec = SyntheticSpec(
-                img_size=img_size,
-                num_classes=num_classes,
-                min_objects=min_objects,
-                max_objects=max_objects,
-                design=design,
-                boundary_ignore=boundary_ignore,
-                **(spec_overrides or {}),
-            )
-        except (TypeError, ValueError) as err:
-            raise ValueError(f'SyntheticWSSSDataset: {err}') from err
+        self.spec = self.build_spec(
+            SyntheticSpec,
+            spec_overrides,
+            img_size=img_size,
+            num_classes=num_classes,
+            min_objects=min_objects,
+            max_objects=max_objects,
+            design=design,
+            boundary_ignore=boundary_ignore,
+        )
         self.cache_dir = cache_dir
         self.pseudo_label_dir = pseudo_label_dir
         meta = self.merge_metainfo(

@@ -1,15 +1,12 @@
 """MS COCO 2014 in the WSSS semantic-mask convention."""
 
-from typing import List, Optional
+from typing import List
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from acr_plugin.datasets.coco_conversion import COCO_THING_CLASSES
-from acr_plugin.datasets.split_list import (
-    build_split_data_list,
-    check_pipeline_label_files,
-)
+from acr_plugin.datasets.split_list import SplitListMixin
 
 
 def bit_interleave_palette(num_colors: int) -> List[List[int]]:
@@ -36,7 +33,7 @@ def bit_interleave_palette(num_colors: int) -> List[List[int]]:
 
 
 @DATASETS.register_module()
-class WSSSCOCODataset(BaseSegDataset):
+class WSSSCOCODataset(SplitListMixin, BaseSegDataset):
     """MS COCO 2014 for WSSS: 81 classes (background + 80 things).
 
     Masks follow the WSSS convention written by
@@ -70,43 +67,3 @@ class WSSSCOCODataset(BaseSegDataset):
         classes=('background',) + COCO_THING_CLASSES,
         palette=bit_interleave_palette(1 + len(COCO_THING_CLASSES)),
     )
-
-    def __init__(
-        self,
-        ann_file: str,
-        img_suffix: str = '.jpg',
-        seg_map_suffix: str = '.png',
-        check_files: bool = True,
-        **kwargs,
-    ) -> None:
-        self.check_files = check_files
-        super().__init__(
-            ann_file=ann_file,
-            img_suffix=img_suffix,
-            seg_map_suffix=seg_map_suffix,
-            **kwargs,
-        )
-
-    def load_data_list(self) -> List[dict]:
-        """Load the split list, checking that every file exists.
-
-        Returns:
-            list[dict]: Data infos with ``img_path`` and ``seg_map_path``.
-        """
-        seg_map_dir: Optional[str] = self.data_prefix.get('seg_map_path', None)
-        img_dir = self.data_prefix.get('img_path', '') or ''
-        data_list = build_split_data_list(
-            split_file=self.ann_file,
-            img_dir=img_dir,
-            img_suffix=self.img_suffix,
-            seg_map_dir=seg_map_dir,
-            seg_map_suffix=self.seg_map_suffix,
-            data_root=self.data_root,
-            check_files=self.check_files,
-            extra_info=dict(
-                label_map=self.label_map, reduce_zero_label=self.reduce_zero_label
-            ),
-        )
-        # a label file in the pipeline must cover every listed image
-        check_pipeline_label_files(self.pipeline, data_list, self.ann_file)
-        return data_list

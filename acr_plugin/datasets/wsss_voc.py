@@ -1,19 +1,16 @@
 """PASCAL VOC 2012 (+ SBD aug) for weakly-supervised semantic segmentation."""
 
 import os.path as osp
-from typing import List, Optional
+from typing import Optional
 
 from mmseg.datasets import PascalVOCDataset
 from mmseg.registry import DATASETS
 
-from acr_plugin.datasets.split_list import (
-    build_split_data_list,
-    check_pipeline_label_files,
-)
+from acr_plugin.datasets.split_list import SplitListMixin
 
 
 @DATASETS.register_module()
-class WSSSVOCDataset(PascalVOCDataset):
+class WSSSVOCDataset(SplitListMixin, PascalVOCDataset):
     """PASCAL VOC 2012 (+ SBD aug) in mmseg's directory layout, for WSSS.
 
     21 classes (background + 20) and the VOC palette, as mmseg's
@@ -64,36 +61,17 @@ class WSSSVOCDataset(PascalVOCDataset):
         **kwargs,
     ) -> None:
         self.seg_map_fallback = seg_map_fallback
-        self.check_files = check_files
         super().__init__(
             ann_file=ann_file,
             img_suffix=img_suffix,
             seg_map_suffix=seg_map_suffix,
+            check_files=check_files,
             **kwargs,
         )
 
-    def load_data_list(self) -> List[dict]:
-        """Load the split list, checking that every file exists.
-
-        Returns:
-            list[dict]: Data infos with ``img_path`` and ``seg_map_path``.
-        """
+    def seg_map_fallback_dir(self) -> Optional[str]:
+        """``seg_map_fallback``, relative to ``data_root`` unless absolute."""
         fallback = self.seg_map_fallback
         if fallback is not None and self.data_root and not osp.isabs(fallback):
             fallback = osp.join(self.data_root, fallback)
-        data_list = build_split_data_list(
-            split_file=self.ann_file,
-            img_dir=self.data_prefix.get('img_path', '') or '',
-            img_suffix=self.img_suffix,
-            seg_map_dir=self.data_prefix.get('seg_map_path', None),
-            seg_map_suffix=self.seg_map_suffix,
-            seg_map_fallback_dir=fallback,
-            data_root=self.data_root,
-            check_files=self.check_files,
-            extra_info=dict(
-                label_map=self.label_map, reduce_zero_label=self.reduce_zero_label
-            ),
-        )
-        # a label file in the pipeline must cover every listed image
-        check_pipeline_label_files(self.pipeline, data_list, self.ann_file)
-        return data_list
+        return fallback

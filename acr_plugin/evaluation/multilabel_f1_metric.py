@@ -28,9 +28,9 @@ class MultiLabelF1Metric(BaseMetric):
     Reads ``pred_img_logits`` (written by the segmentor's ``predict``) and
     ``img_labels`` from each sample. Keeps one running ``(C, 3)`` count per rank,
     so distributed evaluation works through mmengine's ``collect_results``.
+    A class is predicted at sigmoid probability > 0.5.
 
     Args:
-        thr (float): Sigmoid probability threshold. Defaults to 0.5.
         collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
         prefix (str, optional): Metric-name prefix. Defaults to None.
     """
@@ -39,12 +39,10 @@ class MultiLabelF1Metric(BaseMetric):
 
     def __init__(
         self,
-        thr: float = 0.5,
         collect_device: str = 'cpu',
         prefix: Optional[str] = None,
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        self.thr = thr
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         for i, sample in enumerate(data_samples):
@@ -57,7 +55,6 @@ class MultiLabelF1Metric(BaseMetric):
             counts = multilabel_f1_counts(
                 sample[PRED_IMG_LOGITS][None].cpu(),
                 sample[IMG_LABELS][None].cpu(),
-                self.thr,
             )
             if self.results:
                 self.results[0] += counts

@@ -1,8 +1,1 @@
-from .dense_crf import (
-    background_from_cams,
-    crf_available,
-    crf_refine_labels,
-    dense_crf,
-)
-
-__all__ = ['background_from_cams', 'crf_available', 'crf_refine_labels', 'dense_crf']
+"""Package-wide helpers: compatibility shims, config helpers, host checks."""

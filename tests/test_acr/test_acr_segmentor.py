@@ -9,8 +9,9 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 from acr_plugin.acr import acr_segmentor
-from acr_plugin.acr.attention_capture import AttentionCapture
-from acr_plugin.acr.view_alignment import flip_alignment
+from acr_plugin.acr.attention.attention_capture import AttentionCapture
+from acr_plugin.acr.views.token_alignment import flip_alignment
+from acr_plugin.hosts.vit_cam.vit_cam import ViTCAM
 
 ACR_CFG = 'configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
 BASE_CFG = 'configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
@@ -166,6 +167,39 @@ def test_bad_wrapping_errors_name_the_culprit():
     model = MODELS.build(deep)
     with pytest.raises(IndexError, match='7'):
         model.loss(torch.randn(1, 3, 64, 64), samples([[1, 0, 0, 0, 0, 0]]))
+
+
+class PatchlessViTCAM(ViTCAM):
+    """ViTCAM without one member of the host contract."""
+
+    @property
+    def patch_size(self):
+        raise AttributeError('patch_size')
+
+
+class CamlessViTCAM(ViTCAM):
+    """ViTCAM without ``loss_with_cams``."""
+
+    @property
+    def loss_with_cams(self):
+        raise AttributeError('loss_with_cams')
+
+
+def test_the_host_contract_is_checked_at_construction():
+    cfg = Config.fromfile(ACR_CFG).model.to_dict()
+    cfg['model']['type'] = PatchlessViTCAM
+    with pytest.raises(TypeError, match='ACRSegmentor: PatchlessViTCAM .*patch_size'):
+        MODELS.build(copy.deepcopy(cfg))
+    cfg['model']['type'] = CamlessViTCAM
+    MODELS.build(copy.deepcopy(cfg))  # the CAM term is off: not needed
+    cfg['acr_loss']['cam_weight'] = 1.0
+    with pytest.raises(TypeError, match='CamlessViTCAM .*CAMLossHost.*loss_with_cams'):
+        MODELS.build(copy.deepcopy(cfg))
+    # a predictor checks the model once, here too
+    cfg['model']['type'] = 'ViTCAM'
+    cfg['predictor'] = dict(type='ClsTokenGradCAMHead', logits_fn='scores')
+    with pytest.raises(AttributeError, match='scores'):
+        MODELS.build(copy.deepcopy(cfg))
 
 
 def _runner_model(cfg: Config, work_dir, name: str):

@@ -325,8 +325,9 @@ def test_mmseg_vision_transformer_backbone():
     assert not head._vmap_failed
 
 
-class MultiClassTokenViT(nn.Module):
-    """MCTformer-like toy: one prefix token per class, logit = its mean."""
+class BareMultiTokenModel(nn.Module):
+    """MCTformer-like toy without the host contract: one prefix token per
+    class, logit = its mean."""
 
     def __init__(self, num_classes=3):
         super().__init__()
@@ -339,6 +340,40 @@ class MultiClassTokenViT(nn.Module):
     def logits(self, x):
         ((_, prefix),) = self.backbone(x)
         return prefix[:, : self.num_classes].mean(dim=-1) * 10
+
+
+class MultiClassTokenViT(BareMultiTokenModel):
+    """The toy with the host contract (``ViTHost``) written out by hand."""
+
+    @property
+    def captured_vit(self):
+        return self.backbone
+
+    @property
+    def patch_size(self):
+        return self.backbone.patch_size
+
+    @property
+    def num_prefix_tokens(self):
+        return self.backbone.num_prefix_tokens
+
+    def token_grid(self, height, width):
+        return self.backbone.grid_size(height, width)
+
+
+def test_a_model_without_the_host_contract_is_refused_by_name():
+    x = torch.randn(1, 3, 32, 32)
+    head = ClsTokenGradCAMHead(prefix_row='class')
+    with pytest.raises(TypeError, match='BareMultiTokenModel .*ViTHost.*captured_vit'):
+        head.compute_cams(BareMultiTokenModel(), x, [[0]])
+    with pytest.raises(TypeError, match='BareMultiTokenModel .*token_grid'):
+        head.check_model(BareMultiTokenModel())
+    head.check_model(MultiClassTokenViT())
+    # a grid that does not fit the captured tokens is reported, not guessed
+    model = MultiClassTokenViT()
+    model.token_grid = lambda h, w: (h // 4, w // 4)
+    with pytest.raises(ValueError, match='16x16 input on 3 prefix .*4x4 grid.*7 tok'):
+        head.compute_cams(model, torch.randn(1, 3, 16, 16), [[0]])
 
 
 def test_prefix_row_class_reads_one_token_per_class():

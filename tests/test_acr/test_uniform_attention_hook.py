@@ -3,10 +3,8 @@ import timm
 import torch
 
 from acr_plugin.acr import UniformAttention
-from acr_plugin.acr.attention_capture import (
-    AttentionCapture,
-    attention_entropy,
-)
+from acr_plugin.acr.attention.attention_capture import AttentionCapture
+from acr_plugin.acr.attention.attention_ops import attention_entropy
 
 
 def tiny_vit():

@@ -17,16 +17,13 @@ from acr_plugin.apis import (
     build_model,
     build_split_dataset,
     generate_pseudo_labels,
-    label_to_png,
     labels_from_seg_logits,
     read_label_png,
     sample_name,
-    save_label_png,
     search_bg_threshold,
-    shard_indices,
 )
 from acr_plugin.evaluation import CAMMetric
-from acr_plugin.utils import crf_available
+from acr_plugin.models.utils.crf import crf_available
 from tests.scripts import load_script
 from tests.synthetic_runs import tiny_synthetic_cfg
 
@@ -105,21 +102,6 @@ def _miou_from_files(folder, dataset):
 
 
 # ----------------------------------------------------------------- pure parts
-def test_sample_name_and_shards():
-    assert sample_name('data/VOC2012/JPEGImages/2007_000032.jpg') == '2007_000032'
-    assert sample_name('synthetic://wsss/seed0/000012') == '000012'
-    with pytest.raises(ValueError, match='file name'):
-        sample_name('a/')
-    for world in (1, 2, 3, 8):
-        shards = [shard_indices(7, r, world) for r in range(world)]
-        assert sorted(i for s in shards for i in s) == list(range(7))
-        padded = [shard_indices(7, r, world, pad=True) for r in range(world)]
-        assert len({len(s) for s in padded}) == 1
-        assert {i for s in padded for i in s} == set(range(7))
-    with pytest.raises(ValueError, match='rank'):
-        shard_indices(7, 2, 2)
-
-
 def test_labels_from_seg_logits_background_wins_ties():
     logits = torch.tensor([[[0.5, 0.5, 0.5]], [[0.2, 0.6, 0.4]], [[0.4, 0.6, 0.3]]])
     np.testing.assert_array_equal(labels_from_seg_logits(logits).numpy(), [[0, 1, 0]])
@@ -132,33 +114,6 @@ def test_labels_from_seg_logits_background_wins_ties():
     assert float(logits[0, 0, 0]) == 0.5  # not modified in place
     with pytest.raises(ValueError, match='C \\+ 1'):
         labels_from_seg_logits(logits[:1])
-
-
-def test_palette_png_roundtrip(tmp_path):
-    palette = [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
-    label = np.array([[0, 1, 2], [2, 255, 0]], np.uint8)
-    path = str(tmp_path / 'x.png')
-    save_label_png(label, path, palette)
-    with Image.open(path) as img:
-        assert img.mode == 'P'
-        flat = img.getpalette()
-        assert flat[:9] == [v for c in palette for v in c]
-        assert flat[255 * 3 : 255 * 3 + 3] == [224, 224, 192]
-    np.testing.assert_array_equal(read_label_png(path), label)
-    assert os.listdir(tmp_path) == ['x.png']
-    with pytest.raises(ValueError, match=r'\[0, 255\]'):
-        label_to_png(np.array([[256]]), palette)
-
-
-def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
-    def broken_save(self, fp, *args, **kwargs):
-        fp.write(b'partial')
-        raise OSError('disk full')
-
-    monkeypatch.setattr(Image.Image, 'save', broken_save)
-    with pytest.raises(OSError, match='disk full'):
-        save_label_png(np.zeros((2, 2), np.uint8), str(tmp_path / 'y.png'), [[0] * 3])
-    assert os.listdir(tmp_path) == []
 
 
 # ----------------------------------------------------------------- generation
@@ -261,8 +216,11 @@ def test_best_threshold_labels_reproduce_cam_miou(setup, tmp_path):
 
 @pytest.mark.skipif(not crf_available(), reason='pydensecrf2 missing')
 def test_crf_labels(setup, tmp_path):
-    from acr_plugin.apis.pseudo_labels import crf_scores, image_for_crf
-    from acr_plugin.utils import crf_refine_labels
+    from acr_plugin.models.utils.crf import (
+        crf_refine_labels,
+        crf_scores,
+        packed_image_for_crf,
+    )
 
     _, model, _, dataset = setup
     out = generate_pseudo_labels(
@@ -277,7 +235,7 @@ def test_crf_labels(setup, tmp_path):
             int(c) + 1 for c in np.flatnonzero(dataset[i]['data_samples'].img_labels)
         }
         assert set(np.unique(label).tolist()) <= present
-        img = image_for_crf(dataset[i]['inputs'], pred.ori_shape)
+        img = packed_image_for_crf(dataset[i]['inputs'], pred.ori_shape)
         scores = crf_scores(pred.seg_logits.data, alpha=1.0)
         np.testing.assert_array_equal(
             label, crf_refine_labels(img, scores, num_iters=10)

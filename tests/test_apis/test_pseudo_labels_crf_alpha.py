@@ -14,8 +14,12 @@ import torch
 from PIL import Image
 
 from acr_plugin.apis import generate_pseudo_labels, read_label_png
-from acr_plugin.apis.pseudo_labels import crf_scores, image_for_crf
-from acr_plugin.utils import crf_available, crf_refine_labels
+from acr_plugin.models.utils.crf import (
+    crf_available,
+    crf_refine_labels,
+    crf_scores,
+    packed_image_for_crf,
+)
 from tests.test_apis import test_pseudo_labels
 from tests.test_apis.test_pseudo_labels import (
     ACR,
@@ -222,7 +226,7 @@ def test_cli_crf_alpha_writes_both_label_sets(setup, tmp_path, capsys):
             assert label.shape == tuple(pred.ori_shape)
             assert set(np.unique(label).tolist()) <= present  # never 255
             if i < 3:  # the CRF recomputed from the model's output
-                img = image_for_crf(dataset[i]['inputs'], pred.ori_shape)
+                img = packed_image_for_crf(dataset[i]['inputs'], pred.ori_shape)
                 scores = crf_scores(pred.seg_logits.data, alpha=alpha)
                 np.testing.assert_array_equal(
                     label, crf_refine_labels(img, scores, num_iters=10)

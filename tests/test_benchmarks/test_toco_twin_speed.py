@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from acr_plugin.hosts.toco import toco as toco_module
 from acr_plugin.hosts.toco import toco_ops
+from acr_plugin.hosts.toco import toco_training_step as toco_module
 from tests.scripts import load_script
 
 PARTS = (

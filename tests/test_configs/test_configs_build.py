@@ -1,6 +1,7 @@
 """Every shipped config parses and its model builds (no pretrained weights)."""
 
 import glob
+import json
 import os.path as osp
 import re
 
@@ -107,7 +108,11 @@ def test_full_size_configs_state_their_total_batch(path):
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=gpus * per_gpu)
 
 
-ACR_CONFIGS = [p for p in CONFIGS if osp.basename(osp.dirname(p)) == 'acr']
+ACR_CONFIGS = [
+    p
+    for p in CONFIGS
+    if osp.basename(osp.dirname(p)) == 'acr' and osp.basename(p).startswith('acr')
+]
 
 
 @pytest.mark.parametrize(
@@ -126,6 +131,82 @@ def test_acr_config_wraps_its_baseline_unchanged(path):
     for key in set(acr) | set(base):
         if key not in ('model', '_base_'):
             assert acr.get(key) == base.get(key), key
+
+
+SYN = '_tiny-p8_1xb64-600it_synthetic-64x64.py'
+SYN_TOCO = '_tiny-p8_1xb32-600it_synthetic-64x64.py'
+UNIFORM_HOOK = dict(type='UniformAttentionHook', module='backbone')
+#: the synthetic ablation's configs (benchmarks/synthetic_ablation.py):
+#: config -> (its parent, the settings it changes: dotted key -> value)
+ABLATIONS = {
+    f'acr/acr-alpha0_vit-cam{SYN}': (
+        f'acr/acr_vit-cam{SYN}',
+        {'model.acr_loss': None},
+    ),
+    f'acr/acr-entcap_vit-cam{SYN}': (
+        f'acr/acr_vit-cam{SYN}',
+        {'model.acr_loss.entropy_cap': 0.85, 'model.acr_loss.entropy_weight': 1.0},
+    ),
+    f'acr/acr-stopgrad_vit-cam{SYN}': (
+        f'acr/acr_vit-cam{SYN}',
+        {'model.acr_loss.stop_grad': 'view2'},
+    ),
+    f'acr/acr-rescale_vit-cam{SYN}': (
+        f'acr/acr_vit-cam{SYN}',
+        {'model.view': dict(type='rescale', scale_range=(0.75, 1.25))},
+    ),
+    f'acr/acr-alpha0_toco{SYN_TOCO}': (
+        f'acr/acr_toco{SYN_TOCO}',
+        {'model.acr_loss': None},
+    ),
+    f'acr/acr-alpha0_mctformer-v2{SYN}': (
+        f'acr/acr_mctformer-v2{SYN}',
+        {'model.acr_loss': None},
+    ),
+    f'acr/acr-alpha0_mctformer-v1{SYN}': (
+        f'acr/acr_mctformer-v1{SYN}',
+        {'model.acr_loss': None},
+    ),
+    f'acr/uniform-attn_vit-cam{SYN}': (
+        f'vit_cam/vit-cam{SYN}',
+        {'custom_hooks': [UNIFORM_HOOK]},
+    ),
+    f'acr/uniform-attn_toco{SYN_TOCO}': (
+        f'toco/toco{SYN_TOCO}',
+        {'custom_hooks': 'APPEND'},
+    ),
+    f'acr/uniform-attn_mctformer-v2{SYN}': (
+        f'mctformer/mctformer-v2{SYN}',
+        {'custom_hooks': [UNIFORM_HOOK]},
+    ),
+}
+
+
+def test_every_ablation_config_is_listed():
+    names = {
+        osp.relpath(p, osp.join(ROOT, 'configs'))
+        for p in CONFIGS
+        if osp.basename(p).startswith(('acr-', 'uniform-attn'))
+        and not osp.basename(p).startswith('acr-gradcam')
+    }
+    assert names == set(ABLATIONS)
+
+
+@pytest.mark.parametrize('name', sorted(ABLATIONS))
+def test_ablation_config_changes_only_its_settings(name):
+    """Each ablation is its parent config with the stated settings changed."""
+    parent_name, changes = ABLATIONS[name]
+    child = Config.fromfile(osp.join(ROOT, 'configs', name)).to_dict()
+    expected = Config.fromfile(osp.join(ROOT, 'configs', parent_name)).to_dict()
+    for key, value in changes.items():
+        *path, last = key.split('.')
+        node = expected
+        for part in path:
+            node = node[part]
+        if value == 'APPEND':  # the parent's hooks, then the uniform one
+            value = list(node[last]) + [UNIFORM_HOOK]
+        node[last] = value
+    assert json.dumps(child, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
 
 OFFICIAL_ACR = [

@@ -15,7 +15,7 @@ from acr_plugin.datasets.synthetic import (
     head_style,
     load_or_generate,
 )
-from acr_plugin.datasets.synthetic import generator as generator_module
+from acr_plugin.datasets.synthetic import cache as cache_module
 
 
 def _check_consistent(sample: dict, num_classes: int, min_head_px: int = 12) -> None:
@@ -237,7 +237,7 @@ def test_cache(tmp_path, monkeypatch):
     def _fail(*args, **kwargs):
         raise AssertionError('generated although the sample is cached')
 
-    monkeypatch.setattr(generator_module, 'generate_sample', _fail)
+    monkeypatch.setattr(cache_module, 'generate_sample', _fail)
     second = dataset.get_data_info(1)
     for key in ('img', 'gt_seg_map', 'gt_part_map', 'img_labels'):
         np.testing.assert_array_equal(first[key], second[key])
@@ -247,7 +247,7 @@ def test_cache(tmp_path, monkeypatch):
     # a different spec never reads these files; corrupt files are regenerated
     other = load_or_generate(SyntheticSpec(noise_sigma=0.0), 1, 1, cache_dir)
     assert not np.array_equal(other['img'], first['img'])
-    path = generator_module.cache_path(cache_dir, dataset.spec, 1, 1)
+    path = cache_module.cache_path(cache_dir, dataset.spec, 1, 1)
     with open(path, 'wb') as f:
         f.write(b'not a zip archive')
     again = load_or_generate(dataset.spec, 1, 1, cache_dir)

@@ -26,7 +26,7 @@ def test_f1_matches_reference_over_batches():
     logits = rng.normal(size=(37, 6)).astype(np.float32)
     labels = rng.random((37, 6)) > 0.6
     labels[:, 5] = False  # a class never present is left out of the macro mean
-    metric = MultiLabelF1Metric(thr=0.5)
+    metric = MultiLabelF1Metric()
     for start in range(0, 37, 8):
         samples = [
             dict(

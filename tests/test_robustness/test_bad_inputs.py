@@ -285,6 +285,7 @@ class _Snapshot(Hook):
             self.weights = copy.deepcopy(runner.model.state_dict())
 
 
+@pytest.mark.slow
 def test_non_finite_acr_term_stops_before_the_update(tmp_path):
     cfg = tiny_synthetic_cfg(ACR, str(tmp_path), iters=3, num_train=8, num_val=4)
     cfg.train_dataloader.batch_size = 4

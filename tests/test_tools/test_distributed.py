@@ -169,6 +169,7 @@ def test_teardown_distributed_destroys_the_group(tmp_path):
             dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_runner_releases_its_model_for_teardown(tmp_path):
     """``del runner`` + teardown frees the runner's model, so in a
     distributed run its DDP wrapper (whose reducer holds the process group)

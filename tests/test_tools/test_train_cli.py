@@ -43,6 +43,7 @@ def test_auto_scale_lr_without_a_base_batch_names_the_config():
         tool.build_config(args)
 
 
+@pytest.mark.slow
 def test_auto_scale_lr_scales_every_param_group(tmp_path):
     """Batch 4 on one process against a base batch of 16: the lr of every
     param group is a quarter (mmengine's rule, reached through the flag)."""

@@ -37,6 +37,8 @@ from acr_plugin.datasets.fashion_mnist.idx import (
     SPLIT_RESIDUES,
     ItemPool,
 )
+from acr_plugin.datasets.spec_checks import canvas_size, check_design
+from acr_plugin.datasets.synthetic.drawing import hsv_colour, value_noise
 
 #: names of the designs and the id mixed into each sample's seed
 DESIGN_IDS = {'wsss': 0, 'pretrain': 1}
@@ -95,20 +97,8 @@ class FashionMNISTSpec:
     max_tries: int = 100
 
     def __post_init__(self) -> None:
-        if self.design not in DESIGN_IDS:
-            raise ValueError(
-                f'FashionMNISTSpec.design must be one of {sorted(DESIGN_IDS)}, '
-                f'got {self.design!r}'
-            )
-        size = self.img_size
-        if isinstance(size, (int, np.integer)):
-            size = (int(size), int(size))
-        size = tuple(int(s) for s in size)
-        if len(size) != 2 or min(size) < 32:
-            raise ValueError(
-                'FashionMNISTSpec.img_size must be an int or (h, w) with sides '
-                f'>= 32, got {self.img_size!r}'
-            )
+        check_design('FashionMNISTSpec', self.design, DESIGN_IDS)
+        size = canvas_size('FashionMNISTSpec', self.img_size)
         object.__setattr__(self, 'img_size', size)
         low, high = DEFAULT_OBJECTS[self.design]
         low = low if self.min_objects is None else int(self.min_objects)
@@ -163,39 +153,14 @@ def class_palette() -> List[List[int]]:
 # ---------------------------------------------------------------------------
 
 
-def _hsv(hue_deg: float, sat: float, val: float) -> np.ndarray:
-    """RGB in [0, 1] of an HSV colour (hue in degrees)."""
-    rgb = colorsys.hsv_to_rgb((hue_deg / 360.0) % 1.0, sat, val)
-    return np.array(rgb, np.float32)
-
-
-def _smooth_noise(
-    rng: np.random.Generator, h: int, w: int, cells: Sequence[int]
-) -> np.ndarray:
-    """Sum of smoothly interpolated random lattices, normalised to [0, 1]."""
-    total = np.zeros((h, w), np.float32)
-    weight = 0.0
-    for octave, n in enumerate(cells):
-        lattice = rng.random((n + 1, n + 1), dtype=np.float32)
-        fy = np.linspace(0, n, h, endpoint=False, dtype=np.float32)
-        fx = np.linspace(0, n, w, endpoint=False, dtype=np.float32)
-        iy, ix = fy.astype(np.int64), fx.astype(np.int64)
-        ty, tx = fy - iy, fx - ix
-        ty, tx = ty * ty * (3 - 2 * ty), tx * tx * (3 - 2 * tx)
-        top = lattice[iy][:, ix] * (1 - tx) + lattice[iy][:, ix + 1] * tx
-        bottom = lattice[iy + 1][:, ix] * (1 - tx) + lattice[iy + 1][:, ix + 1] * tx
-        amplitude = 0.5**octave
-        total += amplitude * (top * (1 - ty)[:, None] + bottom * ty[:, None])
-        weight += amplitude
-    return total / weight
-
-
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Textured RGB canvas in about [0, 1]: tinted value noise + a faint weave."""
-    base = _hsv(rng.uniform(0, 360), rng.uniform(0.05, 0.5), rng.uniform(0.25, 0.8))
-    lum = _smooth_noise(rng, h, w, (2, 4, 8))
+    base = hsv_colour(
+        rng.uniform(0, 360), rng.uniform(0.05, 0.5), rng.uniform(0.25, 0.8)
+    )
+    lum = value_noise(rng, h, w, (2, 4, 8))
     tint = rng.uniform(-0.2, 0.2, 3).astype(np.float32)
-    tint_map = _smooth_noise(rng, h, w, (3,))
+    tint_map = value_noise(rng, h, w, (3,))
     yy = np.arange(h, dtype=np.float32)[:, None]
     xx = np.arange(w, dtype=np.float32)[None, :]
     theta = rng.uniform(0, math.pi)
@@ -317,7 +282,7 @@ def compose_sample(
     instance = np.zeros((h, w), np.uint8)
     for number, item in enumerate(items, 1):
         if spec.colourise:
-            colour = _hsv(
+            colour = hsv_colour(
                 rng.uniform(0, 360), rng.uniform(0.2, 0.9), rng.uniform(0.75, 1.0)
             )
         else:

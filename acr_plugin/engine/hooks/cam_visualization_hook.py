@@ -98,7 +98,6 @@ class CAMVisualizationHook(Hook):
         interval (int): Draw every ``interval``-th test image. Defaults to 1.
         max_images (int, optional): Stop after this many pictures. Defaults
             to 16.
-        max_classes (int): Heatmaps per picture. Defaults to 4.
         show (bool): Also show in a window. Defaults to False.
         wait_time (float): Seconds per shown picture. Defaults to 0.
     """
@@ -110,14 +109,12 @@ class CAMVisualizationHook(Hook):
         draw: bool = False,
         interval: int = 1,
         max_images: Optional[int] = 16,
-        max_classes: int = 4,
         show: bool = False,
         wait_time: float = 0.0,
     ) -> None:
         self.draw = draw
         self.interval = max(1, interval)
         self.max_images = max_images
-        self.max_classes = max_classes
         self.show = show
         self.wait_time = wait_time
         self._seen = 0
@@ -174,5 +171,4 @@ class CAMVisualizationHook(Hook):
             classes,
             gt,
             labels,
-            self.max_classes,
         )

@@ -4,33 +4,32 @@ from typing import Dict, Tuple
 
 import torch.nn as nn
 import torch.nn.functional as F
-from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from acr_plugin.acr.attention_capture import AttentionCapture, find_attention_modules
+from acr_plugin.acr.attention.attention_capture import AttentionCapture
+from acr_plugin.acr.attention.attention_sites import find_attention_modules
 from acr_plugin.hosts.mctformer.mct_ops import (
     class_to_patch_maps,
     class_token_logits,
     patch_affinity_refine,
 )
-from acr_plugin.hosts.vit_cam.vit_cam import split_vit_output, token_width
 from acr_plugin.models.segmentors.cam_prediction import (
     CAMPredictionMixin,
     ImageLevelLossMixin,
 )
-from acr_plugin.models.segmentors.checkpoint_fit import install_checkpoint_fit
-from acr_plugin.structures import (
-    stack_img_labels,
+from acr_plugin.models.segmentors.wsss_classifier import (
+    WSSSClassifier,
+    split_vit_output,
 )
-from acr_plugin.utils.config_utils import merge_with_defaults
+from acr_plugin.structures import stack_img_labels
 
 VERSIONS = ('v1', 'v2')
 
 
 @MODELS.register_module()
-class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
+class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
     """Multi-class token transformer for WSSS (Xu et al., CVPR 2022).
 
     The backbone (e.g. ``MultiClassTokenViT``) puts ``C`` class tokens in
@@ -55,9 +54,17 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
     Call graph::
 
         loss(inputs, samples) -> forward_outputs(inputs) -> loss_by_outputs()
+        loss_with_cams(inputs, samples) (ACRSegmentor.loss, CAM term on)
+          -> V2: forward_outputs()['cams']; V1: AttentionCapture(backbone)
+             -> class_to_patch_maps()
         predict(inputs, samples)
           -> multi_scale_flip_cams(mct_maps, merge 'sum') -> min-max
           -> cams_to_seg_logits() -> postprocess_result()
+        logits(inputs) (ClsTokenGradCAMHead, prefix_row='class')
+
+    The host contract (``captured_vit``, ``patch_size``,
+    ``num_prefix_tokens`` = ``C``, ``token_grid``) comes from
+    :class:`WSSSClassifier`.
 
     Args:
         backbone (dict): Backbone config; it must return ``(patch_map,
@@ -86,6 +93,8 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
         init_cfg (dict, optional): Initialisation config.
     """
 
+    test_defaults = dict(CAMPredictionMixin.test_defaults, flip_merge='sum', eps=1e-8)
+
     def __init__(
         self,
         backbone: ConfigType,
@@ -100,20 +109,13 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
         data_preprocessor: OptConfigType = None,
         init_cfg: OptMultiConfig = None,
     ) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        install_checkpoint_fit(self)
         name = type(self).__name__
-        if num_classes < 2:
-            raise ValueError(
-                f'{name}: num_classes counts background too: need >= 2, got '
-                f'{num_classes}'
-            )
         if version not in VERSIONS:
             raise ValueError(f'{name}: version must be one of {VERSIONS}: {version}')
-        self.backbone = MODELS.build(backbone)
-        self.num_classes = num_classes
-        self.num_fg_classes = num_classes - 1
-        num_prefix = getattr(self.backbone, 'num_prefix_tokens', None)
+        super().__init__(
+            backbone, num_classes, train_cfg, test_cfg, data_preprocessor, init_cfg
+        )
+        num_prefix = self.num_prefix_tokens
         if num_prefix != self.num_fg_classes:
             raise ValueError(
                 f'{name}: the backbone {type(self.backbone).__name__} has '
@@ -133,7 +135,7 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
         self.num_attention_layers = depth
         if version == 'v2':
             self.patch_head = nn.Conv2d(
-                token_width(self.backbone), self.num_fg_classes, 3, padding=1
+                self.embed_dim, self.num_fg_classes, 3, padding=1
             )
             self.loss_patch = MODELS.build(
                 loss_patch
@@ -144,20 +146,6 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
         self.loss_token = MODELS.build(
             loss_token or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
         )
-        self.train_cfg = train_cfg or {}
-        self.test_cfg = merge_with_defaults(
-            dict(
-                scales=(1.0,),
-                flip=True,
-                flip_merge='sum',
-                bg_thr=0.5,
-                use_labels=True,
-                eps=1e-8,
-            ),
-            test_cfg,
-            f'{type(self).__name__} test_cfg',
-        )
-        self.align_corners = False
 
     # ------------------------------------------------------------ features
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:

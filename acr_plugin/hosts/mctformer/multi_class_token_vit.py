@@ -1,7 +1,7 @@
 """mmseg backbone: a timm ViT with one class token per class (MCTformer)."""
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -141,32 +141,23 @@ class MultiClassTokenViT(TimmViT):
     Register tokens are not supported (every prefix token is a class token),
     nor are models without a class token.
 
+    It implements the host contract's ``ViTBackbone`` as :class:`TimmViT`
+    does, with ``num_prefix_tokens = C``.
+
     Args:
         model_name (str): timm model name, e.g. ``'deit_small_patch16_224'``.
         num_class_tokens (int): Number ``C`` of class tokens (the foreground
             classes).
-        img_size (int | tuple[int, int]): Input size the position embedding
-            is built for. Defaults to 224.
         model_kwargs (dict, optional): Extra timm arguments (``embed_dim``,
             ``depth``, ``drop_path_rate``, ...); ``class_token=False`` and
             ``reg_tokens`` are refused. Defaults to None.
-        out_indices (int | Sequence[int]): Blocks whose outputs are returned.
-            Defaults to ``(-1,)``.
-        out_norm (bool | Sequence[bool]): Apply the final norm to the
-            outputs. Defaults to False (MCTformer reads the class tokens
-            without it).
-        dynamic_img_size (bool): Accept any input size. Defaults to True.
-        freeze_pos_embed (bool): Exclude ``pos_embed`` (class entries
-            included) from training. Defaults to False.
-        frozen_stages (int): As in :class:`TimmViT`; ``>= 0`` also freezes
-            the class tokens. Defaults to -1.
-        timm_pretrained (bool): Let timm download its weights while building
-            (needs network); the class token is replicated afterwards.
-            Defaults to False.
-        pretrained (str, optional): Checkpoint path (``init_cfg`` shortcut).
-            Defaults to None.
-        init_cfg (dict | list[dict], optional): Initialisation config.
-            Defaults to None.
+        **kwargs: The other :class:`TimmViT` arguments (``img_size``,
+            ``out_indices``, ``out_norm``, ``dynamic_img_size``,
+            ``freeze_pos_embed``: the class entries of ``pos_embed`` too,
+            ``frozen_stages``: ``>= 0`` also freezes the class tokens,
+            ``timm_pretrained``: the class token is replicated afterwards,
+            ``pretrained``, ``init_cfg``). ``out_norm`` defaults to False as
+            in :class:`TimmViT` (MCTformer reads the class tokens without it).
 
     Example:
         >>> vit = MultiClassTokenViT('vit_tiny_patch16_224', 3, img_size=32,
@@ -180,16 +171,8 @@ class MultiClassTokenViT(TimmViT):
         self,
         model_name: str,
         num_class_tokens: int,
-        img_size: Union[int, Tuple[int, int]] = 224,
         model_kwargs: Optional[Dict[str, Any]] = None,
-        out_indices: Union[int, Sequence[int]] = (-1,),
-        out_norm: Union[bool, Sequence[bool]] = False,
-        dynamic_img_size: bool = True,
-        freeze_pos_embed: bool = False,
-        frozen_stages: int = -1,
-        timm_pretrained: bool = False,
-        pretrained: Optional[str] = None,
-        init_cfg: Union[dict, List[dict], None] = None,
+        **kwargs,
     ) -> None:
         name = type(self).__name__
         if isinstance(num_class_tokens, bool) or int(num_class_tokens) < 1:
@@ -207,19 +190,7 @@ class MultiClassTokenViT(TimmViT):
                 f'{name}: register tokens (model_kwargs.reg_tokens) are not '
                 'supported: every prefix token must be a class token'
             )
-        super().__init__(
-            model_name,
-            img_size=img_size,
-            model_kwargs=model_kwargs,
-            out_indices=out_indices,
-            out_norm=out_norm,
-            dynamic_img_size=dynamic_img_size,
-            freeze_pos_embed=freeze_pos_embed,
-            frozen_stages=frozen_stages,
-            timm_pretrained=timm_pretrained,
-            pretrained=pretrained,
-            init_cfg=init_cfg,
-        )
+        super().__init__(model_name, model_kwargs=model_kwargs, **kwargs)
         vit = self.vit
         if getattr(vit, 'cls_token', None) is None or vit.num_prefix_tokens != 1:
             raise ValueError(
@@ -241,7 +212,7 @@ class MultiClassTokenViT(TimmViT):
             vit.pos_embed = nn.Parameter(pos_embed)
         vit.num_prefix_tokens = self.num_class_tokens
         # the parameters were replaced: apply the freezing options again
-        if freeze_pos_embed:
+        if self.freeze_pos_embed:
             vit.pos_embed.requires_grad_(False)
         self._freeze_stages()
 

@@ -1,8 +1,9 @@
 """ToCo, token contrast for single-stage WSSS (Ru et al., CVPR 2023).
 
-``toco.ToCo`` is the segmentor; beside it its losses (PTC, CTC, the
-background/foreground-balanced CE, the dense energy loss), the CTC projection
-head, pixel-adaptive refinement (PAR), the CTC views and pseudo-label ops
+``toco.ToCo`` is the segmentor (the losses of one iteration and their
+schedule in ``toco_training_step.ToCoTrainingStep``); beside it its losses
+(PTC, CTC, the background/foreground-balanced CE, the dense energy loss), the
+CTC projection head, pixel-adaptive refinement (PAR), the CTC views and pseudo-label ops
 (``toco_ops``), the momentum-teacher hook and the colour-jitter transform.
 """
 

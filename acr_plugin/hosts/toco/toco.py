@@ -6,23 +6,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.structures import PixelData
-from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
-from acr_plugin.hosts.toco.ctc_views import ctc_global_view, ctc_local_view
 from acr_plugin.hosts.toco.par import PixelAdaptiveRefinement
-from acr_plugin.hosts.toco.toco_ops import (
-    refine_cams_with_par,
-    roi_map,
-    sample_local_crops,
-    token_band_labels,
+from acr_plugin.hosts.toco.toco_training_step import ToCoTrainingStep
+from acr_plugin.models.segmentors.wsss_classifier import (
+    WSSSClassifier,
+    split_vit_output,
 )
-from acr_plugin.hosts.vit_cam.vit_cam import split_vit_output, token_width
-from acr_plugin.models.segmentors.checkpoint_fit import install_checkpoint_fit
 from acr_plugin.models.utils.cam_ops import (
     SIZE_ROUNDINGS,
     cams_to_seg_logits,
@@ -30,18 +24,12 @@ from acr_plugin.models.utils.cam_ops import (
     multi_scale_flip_cams,
     rescale_images,
 )
-from acr_plugin.models.utils.crf_ops import (
+from acr_plugin.models.utils.crf import (
     check_crf_cfg,
     crf_refine_predictions,
     images_at_prediction_size,
 )
-from acr_plugin.models.utils.image_augment import denormalize, normalize
-from acr_plugin.structures import (
-    attach_img_logits,
-    labels_for_prediction,
-    stack_img_labels,
-    valid_masks,
-)
+from acr_plugin.structures import attach_img_logits, labels_for_prediction
 from acr_plugin.utils.config_utils import merge_with_defaults
 
 #: field of the CAM prediction (``cams_to_seg_logits`` layout) that
@@ -73,7 +61,7 @@ _TEST_DEFAULTS = dict(
 
 
 @MODELS.register_module()
-class ToCo(BaseSegmentor):
+class ToCo(ToCoTrainingStep, WSSSClassifier):
     """Token-contrast single-stage WSSS: classifier CAMs, pseudo labels and a
     segmentation decoder trained together.
 
@@ -95,16 +83,20 @@ class ToCo(BaseSegmentor):
 
     Call graph::
 
-        loss(inputs, samples)
+        loss / loss_with_cams (ToCoTrainingStep, toco_training_step.py)
           |- forward_outputs(inputs)       <- the first backbone forward is
           |                                   always the input view (ACR)
-          |- no_grad: multi-scale flip CAMs (final + aux) -> normalise, labels
+          |- no_grad: multi_scale_cams (final + aux) -> normalise, labels
           |- PTC(final tokens, token_band_labels(aux CAM resized to the tokens))
           |- CTC(ctc_head(2 global views + local crops),
           |      ctc_head.teacher(2 global views))
           '- refine_cams_with_par -> decode_head.loss_by_feat (+ loss_reg)
-        predict -> decoder logits (seg_scales x flip) in seg_logits /
-                   pred_sem_seg, CAMs (cam_scales x flip) in cam_seg_logits
+        predict -> cam_seg_logits (cam_scales x flip) in cam_seg_logits,
+                   seg_logits_tta (seg_scales x flip) in seg_logits /
+                   pred_sem_seg (+ dense CRF)
+
+    The host contract (``captured_vit``, ``patch_size``,
+    ``num_prefix_tokens``, ``token_grid``) comes from :class:`WSSSClassifier`.
 
     Args:
         backbone (dict): ``TimmViT`` with two outputs, e.g.
@@ -146,13 +138,15 @@ class ToCo(BaseSegmentor):
             (True), ``cam_scales`` ((1.0, 0.5, 1.5)), ``cam_flip`` (True),
             ``cam_source`` (``'final'`` | ``'aux'``), ``bg_thr`` (0.5),
             ``use_labels`` (True), ``eps`` (1e-5), ``crf`` (None: no CRF;
-            a dict of ``acr_plugin.utils.dense_crf`` arguments, ``{}`` for its
+            a dict of ``models.utils.crf.dense_crf`` arguments, ``{}`` for its
             defaults: the decoder's test masks are refined by a dense CRF on
             ``softmax(seg_logits)``, whose log marginals replace ``seg_logits``,
             Ru et al., CVPR 2023; ``output='seg'`` only).
         data_preprocessor (dict, optional): ``SegDataPreProcessor``.
         init_cfg (dict, optional): Initialisation config.
     """
+
+    test_defaults = _TEST_DEFAULTS
 
     def __init__(
         self,
@@ -177,18 +171,12 @@ class ToCo(BaseSegmentor):
         data_preprocessor: OptConfigType = None,
         init_cfg: OptMultiConfig = None,
     ) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        install_checkpoint_fit(self)
-        if num_classes < 2:
-            raise ValueError(
-                f'ToCo: num_classes counts background too: need >= 2, got {num_classes}'
-            )
-        self.backbone = MODELS.build(backbone)
-        self.num_classes = num_classes
-        self.num_fg_classes = num_classes - 1
+        super().__init__(
+            backbone, num_classes, train_cfg, test_cfg, data_preprocessor, init_cfg
+        )
         self.aux_index = aux_index
         self.final_index = final_index
-        embed_dim = token_width(self.backbone)
+        embed_dim = self.embed_dim
         self.classifier = nn.Conv2d(embed_dim, self.num_fg_classes, 1, bias=False)
         self.aux_classifier = nn.Conv2d(embed_dim, self.num_fg_classes, 1, bias=False)
 
@@ -237,8 +225,6 @@ class ToCo(BaseSegmentor):
         self.img_mean = tuple(float(v) for v in img_norm['mean'])
         self.img_std = tuple(float(v) for v in img_norm['std'])
         self.set_train_phase(seg_label_source=seg_label_source)
-        self.train_cfg = train_cfg or {}
-        self.test_cfg = merge_with_defaults(_TEST_DEFAULTS, test_cfg, 'ToCo test_cfg')
         if self.test_cfg['output'] not in ('seg', 'cam'):
             raise ValueError(
                 f'ToCo: test_cfg.output must be "seg" or "cam", got '
@@ -251,52 +237,10 @@ class ToCo(BaseSegmentor):
             )
         self.test_cfg['crf'] = check_crf_cfg(self.test_cfg['crf'], 'ToCo test_cfg.crf')
 
-    # ------------------------------------------------------------ schedule
-    def loss_modules(self) -> Dict[str, nn.Module]:
-        """Loss modules by ``loss_name`` (the decoder's ``loss_decode`` too)."""
-        found = {}
-        for module in self.modules():
-            if module is self:
-                continue
-            name = getattr(module, 'loss_name', None)
-            if isinstance(name, str) and hasattr(module, 'loss_weight'):
-                found[name] = module
-        return found
-
-    def set_train_phase(
-        self,
-        loss_weights: Optional[Dict[str, float]] = None,
-        seg_label_source: Optional[str] = None,
-    ) -> None:
-        """Set loss weights (by loss name) and the pseudo-label source.
-
-        Called by ``TrainPhaseHook``.
-
-        Raises:
-            KeyError: For a loss name the model does not have.
-            ValueError: For an unknown ``seg_label_source``.
-        """
-        if seg_label_source is not None:
-            if seg_label_source not in ('final', 'aux'):
-                raise ValueError(
-                    'ToCo: seg_label_source must be "final" or "aux", got '
-                    f'"{seg_label_source}"'
-                )
-            self.seg_label_source = seg_label_source
-        if loss_weights:
-            modules = self.loss_modules()
-            for name, weight in loss_weights.items():
-                if name not in modules:
-                    raise KeyError(
-                        f'ToCo: no loss named "{name}" (loss_weights of the train '
-                        f'phase); the model has {sorted(modules)}'
-                    )
-                modules[name].loss_weight = float(weight)
-
     @property
     def size_divisor(self) -> int:
         """Rescaled test / pseudo-label inputs are rounded to whole patches."""
-        return int(getattr(self.backbone, 'patch_size', 1))
+        return self.patch_size
 
     # ------------------------------------------------------------ features
     def extract_feat(self, inputs: Tensor) -> List[Tensor]:
@@ -351,9 +295,9 @@ class ToCo(BaseSegmentor):
         self,
         inputs: Tensor,
         scales: Sequence[float],
-        flip: bool = True,
-        eps: Optional[float] = None,
-        outputs: Optional[Dict[str, Tensor]] = None,
+        flip: bool,
+        eps: Optional[float],
+        outputs: Optional[Dict[str, Tensor]],
     ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """:meth:`multi_scale_cams` and the image logits of the plain input,
         read from the TTA forward at the input size (None if no scale keeps
@@ -387,151 +331,6 @@ class ToCo(BaseSegmentor):
         fg = self.num_fg_classes
         return cams[:, :fg], cams[:, fg:], (logits[0] if logits else None)
 
-    # ------------------------------------------------------------ training
-    def _weight(self, module: Optional[nn.Module]) -> float:
-        return 0.0 if module is None else float(module.loss_weight)
-
-    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
-        return self.loss_with_cams(inputs, data_samples)[0]
-
-    def loss_with_cams(
-        self, inputs: Tensor, data_samples: SampleList
-    ) -> Tuple[dict, Tensor]:
-        """All ToCo losses plus the raw final CAMs ``(B, C, h, w)`` of the
-        input view's forward (for the ACR CAM-activation term)."""
-        labels = stack_img_labels(data_samples).to(inputs.device)
-        outputs = self.forward_outputs(inputs)  # first forward: the input view
-        losses = {
-            self.loss_cls.loss_name: self.loss_cls(outputs['logits'], labels),
-            self.loss_cls_aux.loss_name: self.loss_cls_aux(
-                outputs['aux_logits'], labels
-            ),
-        }
-        cfg = self.pseudo_cfg
-        with torch.no_grad():
-            cams, aux_cams = self.multi_scale_cams(
-                inputs, cfg['cam_scales'], outputs=outputs
-            )
-            mask = labels[:, :, None, None].to(cams.dtype)
-            cams, aux_cams = cams * mask, aux_cams * mask
-        valid = valid_masks(data_samples, inputs.shape[-2:], inputs.device)
-        zero = outputs['logits'].sum() * 0.0
-        ctc_on = self.ctc_head is not None and self._weight(self.loss_ctc) > 0
-        reg_on = self._weight(self.loss_reg) > 0
-        # un-normalised [0, 1] images: CTC's views and the dense energy share them
-        images01 = None
-        if ctc_on or reg_on:
-            images01 = denormalize(inputs, self.img_mean, self.img_std)
-
-        if self.loss_ptc is not None:
-            if self._weight(self.loss_ptc) > 0:
-                token_labels = token_band_labels(
-                    aux_cams,
-                    outputs['patch_map'].shape[-2:],
-                    cfg['high'],
-                    cfg['low'],
-                    cfg['ignore_index'],
-                    valid=valid,
-                )
-                losses[self.loss_ptc.loss_name] = self.loss_ptc(
-                    outputs['patch_map'], token_labels
-                )
-            else:
-                losses[self.loss_ptc.loss_name] = zero
-
-        if self.ctc_head is not None:
-            if ctc_on:
-                losses[self.loss_ctc.loss_name] = self._ctc_loss(
-                    inputs, images01, outputs['prefix'], aux_cams
-                )
-            else:
-                losses[self.loss_ctc.loss_name] = zero
-
-        seg_on = any(m.loss_weight > 0 for m in self._decode_losses())
-        if seg_on or reg_on:
-            seg_logits = self.decode_head([outputs['patch_map']])
-        pseudo = None
-        if seg_on:
-            source = cams if self.seg_label_source == 'final' else aux_cams
-            with torch.no_grad():
-                pseudo = refine_cams_with_par(
-                    self.par,
-                    inputs,
-                    source,
-                    labels,
-                    cfg['high'],
-                    cfg['low'],
-                    down_scale=cfg['par_scale'],
-                    ignore_index=cfg['ignore_index'],
-                )
-                pseudo[~valid] = cfg['ignore_index']
-            losses.update(self._seg_loss(seg_logits, pseudo))
-        else:
-            for name in self._decode_loss_names():
-                losses[name] = zero
-        if self.loss_reg is not None:
-            if reg_on:
-                images = images01 * 255.0
-                # the ignore band of the pseudo labels (gate='uncertainty')
-                ignore = None if pseudo is None else pseudo == cfg['ignore_index']
-                losses[self.loss_reg.loss_name] = self.loss_reg(
-                    seg_logits, images, valid, ignore=ignore
-                )
-            else:
-                losses[self.loss_reg.loss_name] = zero
-        return losses, outputs['cams']
-
-    def _decode_losses(self) -> List[nn.Module]:
-        losses = self.decode_head.loss_decode
-        return list(losses) if isinstance(losses, nn.ModuleList) else [losses]
-
-    def _decode_loss_names(self) -> List[str]:
-        return [m.loss_name for m in self._decode_losses()]
-
-    def _seg_loss(self, seg_logits: Tensor, pseudo: Tensor) -> Dict[str, Tensor]:
-        """The decoder's own ``loss_by_feat`` on the pseudo labels."""
-        samples = []
-        for label in pseudo:
-            sample = SegDataSample()
-            sample.gt_sem_seg = PixelData(data=label[None])
-            samples.append(sample)
-        losses = self.decode_head.loss_by_feat(seg_logits, samples)
-        return {
-            (k if k.startswith('loss') else f'seg_{k}'): v for k, v in losses.items()
-        }
-
-    def _ctc_loss(
-        self, inputs: Tensor, images: Tensor, main_prefix: Tensor, aux_cams: Tensor
-    ) -> Tensor:
-        """Class-token contrast as ToCo: EMA-teacher outputs of the 2 global
-        views (the input view and ``ctc_global_view``) against student outputs
-        of the same 2 global views (always positive; both with gradients)
-        followed by the local crops centred on uncertain regions, cut from an
-        independently augmented copy (``ctc_local_view``) of the image
-        (``images``: ``inputs`` un-normalised to [0, 1])."""
-        cfg = self.ctc_cfg
-        batch, size = inputs.shape[0], inputs.shape[-2]
-        global2 = normalize(ctc_global_view(images, size), self.img_mean, self.img_std)
-        prefix2 = split_vit_output(self.backbone(global2)[self.final_index])[1]
-        roi = roi_map(aux_cams, self.pseudo_cfg['low'], self.pseudo_cfg['high'])
-        crops, local_positive, _ = sample_local_crops(
-            ctc_local_view(images),
-            roi,
-            num_crops=cfg['num_local'],
-            crop_size=cfg['local_size'],
-            neg_thr=cfg['neg_thr'],
-        )
-        crops = normalize(crops.flatten(0, 1), self.img_mean, self.img_std)
-        local_prefix = split_vit_output(self.backbone(crops)[self.final_index])[1]
-        global_tokens = torch.cat([main_prefix[:, 0], prefix2[:, 0]])  # (2B, D)
-        student_global = torch.stack(self.ctc_head(global_tokens).chunk(2), dim=1)
-        student_local = self.ctc_head(local_prefix[:, 0]).unflatten(0, (batch, -1))
-        student = torch.cat([student_global, student_local], dim=1)  # (B, 2 + L, K)
-        positive = torch.cat([local_positive.new_ones(batch, 2), local_positive], 1)
-        teacher = self.ctc_head.forward_teacher(global_tokens.detach())
-        teacher = torch.stack(teacher.chunk(2), dim=1)  # (B, 2, K)
-        return self.loss_ctc(student, teacher, positive)
-
     # ------------------------------------------------------------ inference
     def logits(self, inputs: Tensor) -> Tensor:
         """Image-level logits of the final classifier ``(B, C)``."""
@@ -563,7 +362,7 @@ class ToCo(BaseSegmentor):
         """CAM seg logits ``(B, C + 1, H, W)`` and image logits ``(B, C)``."""
         cfg = self.test_cfg
         cams, aux_cams, img_logits = self._multi_scale_cams_and_logits(
-            inputs, cfg['cam_scales'], cfg['cam_flip'], cfg['eps']
+            inputs, cfg['cam_scales'], cfg['cam_flip'], cfg['eps'], None
         )
         chosen = cams if cfg['cam_source'] == 'final' else aux_cams
         if img_logits is None:

@@ -3,7 +3,6 @@
 from typing import Dict, Optional, Tuple
 
 import torch.nn as nn
-from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
@@ -12,46 +11,16 @@ from acr_plugin.models.segmentors.cam_prediction import (
     CAMPredictionMixin,
     ImageLevelLossMixin,
 )
-from acr_plugin.models.segmentors.checkpoint_fit import install_checkpoint_fit
+from acr_plugin.models.segmentors.wsss_classifier import (
+    WSSSClassifier,
+    split_vit_output,
+)
 from acr_plugin.models.utils.cam_ops import cam_from_patch_tokens, global_pool
 from acr_plugin.structures import stack_img_labels
-from acr_plugin.utils.config_utils import merge_with_defaults
-
-
-def split_vit_output(output) -> Tuple[Tensor, Optional[Tensor]]:
-    """Normalise one backbone output to ``(patch_map, prefix_tokens)``.
-
-    Accepts our ``TimmViT`` pairs ``(B, D, h, w), (B, P, D)``, mmseg
-    ``VisionTransformer`` outputs with ``output_cls_token=True``
-    (``[(B, D, h, w), (B, D)]``) and plain ``(B, D, h, w)`` maps (no prefix).
-    """
-    if isinstance(output, Tensor):
-        return output, None
-    patch_map, prefix = output[0], output[1]
-    if prefix is not None and prefix.dim() == 2:
-        prefix = prefix[:, None]
-    return patch_map, prefix
-
-
-def token_width(backbone: nn.Module) -> int:
-    """Token width of a ViT backbone (timm wrapper or mmseg ViT)."""
-    width = getattr(backbone, 'embed_dim', None) or getattr(
-        backbone, 'embed_dims', None
-    )
-    if width is None:
-        for name in ('cls_token', 'pos_embed'):
-            param = getattr(backbone, name, None)
-            if isinstance(param, Tensor):
-                return param.shape[-1]
-        raise AttributeError(
-            f'{type(backbone).__name__} exposes no embed_dim, embed_dims, '
-            'cls_token or pos_embed: cannot infer the token width'
-        )
-    return int(width)
 
 
 @MODELS.register_module()
-class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
+class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
     """Plain ViT classifier with class-activation-map localisation.
 
     The official ACR host (Sun et al., arXiv 2308.04321): a linear classifier on the
@@ -63,8 +32,14 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
     Call graph::
 
         loss(inputs, samples) -> forward_outputs(inputs) -> loss_by_outputs()
+        loss_with_cams(inputs, samples) -> (loss_by_outputs(), outputs['cams'])
+            (called by ACRSegmentor.loss when the ACR CAM term is on)
         predict(inputs, samples) -> multi_scale_flip_cams(cam) -> normalise
             -> cams_to_seg_logits() -> postprocess_result()
+        logits(inputs) (read by ClsTokenGradCAMHead) -> forward_outputs()
+
+    The host contract (``captured_vit``, ``patch_size``,
+    ``num_prefix_tokens``, ``token_grid``) comes from :class:`WSSSClassifier`.
 
     Args:
         backbone (dict): Backbone config (``TimmViT`` or mmseg's
@@ -110,12 +85,9 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
         data_preprocessor: OptConfigType = None,
         init_cfg: OptMultiConfig = None,
     ) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        install_checkpoint_fit(self)
-        if num_classes < 2:
-            raise ValueError(
-                f'num_classes counts background too: need >= 2, got {num_classes}'
-            )
+        super().__init__(
+            backbone, num_classes, train_cfg, test_cfg, data_preprocessor, init_cfg
+        )
         if not token_head and patch_head is None:
             raise ValueError('ViTCAM needs token_head=True or a patch_head')
         if cam_source not in ('patch', 'token'):
@@ -126,12 +98,9 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
             raise ValueError('cam_source="patch" needs a patch_head')
         if cam_source == 'token' and not token_head:
             raise ValueError('cam_source="token" needs token_head=True')
-        self.backbone = MODELS.build(backbone)
-        self.num_classes = num_classes
-        self.num_fg_classes = num_classes - 1
         self.feature_index = feature_index
         self.cam_source = cam_source
-        embed_dim = token_width(self.backbone)
+        embed_dim = self.embed_dim
         self.token_classifier = (
             nn.Linear(embed_dim, self.num_fg_classes) if token_head else None
         )
@@ -152,20 +121,6 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, BaseSegmentor):
                 loss_token
                 or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
             )
-        self.train_cfg = train_cfg or {}
-        self.test_cfg = merge_with_defaults(
-            dict(
-                scales=(1.0,),
-                flip=True,
-                flip_merge='max',
-                bg_thr=0.5,
-                use_labels=True,
-                eps=1e-5,
-            ),
-            test_cfg,
-            f'{type(self).__name__} test_cfg',
-        )
-        self.align_corners = False
 
     # ------------------------------------------------------------ features
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:

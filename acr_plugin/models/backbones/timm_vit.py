@@ -41,6 +41,17 @@ class TimmViT(BaseModule):
     Every block always runs (even those after the last out index) so that
     attention hooks see the whole network.
 
+    It implements the host contract's ``ViTBackbone``
+    (``acr_plugin.models.host_contract``): ``embed_dim``, ``patch_size``,
+    ``num_prefix_tokens`` and ``grid_size(h, w)``, read by the hosts'
+    ``WSSSClassifier`` base.
+
+    Call graph::
+
+        forward(x) -> embed_tokens(x) -> vit.blocks[i] (hooked by
+            AttentionCapture) -> vit.norm (out_norm) -> (patch_map, prefix)
+        init_weights() -> load_pretrained() -> convert_state_dict()
+
     Weights: ``init_cfg=dict(type='Pretrained', checkpoint=...)`` (or the
     ``pretrained`` shortcut) loads, in :meth:`init_weights`, a checkpoint in
     timm layout, mmseg ``VisionTransformer`` layout, or a whole-model

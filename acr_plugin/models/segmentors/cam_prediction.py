@@ -49,9 +49,11 @@ class CAMPredictionMixin:
     """``predict`` / ``encode_decode`` / ``_forward`` from per-class maps.
 
     The segmentor implements :meth:`cams_and_logits` (raw maps and image
-    logits of one forward) and :meth:`logits`, and has a ``test_cfg`` with
-    ``scales``, ``flip``, ``flip_merge`` (``'max'`` | ``'sum'``), ``bg_thr``,
-    ``use_labels`` and ``eps``. Prediction: multi-scale + flip maps at the
+    logits of one forward), :meth:`logits` and ``patch_size`` (the rescale
+    divisor), and has a ``test_cfg`` with ``scales``, ``flip``,
+    ``flip_merge`` (``'max'`` | ``'sum'``), ``bg_thr``, ``use_labels`` and
+    ``eps``: :attr:`test_defaults` holds their defaults (``WSSSClassifier``
+    merges ``test_cfg`` into them). Prediction: multi-scale + flip maps at the
     input size, per-class min-max, background plane ``bg_thr`` as channel 0
     (``cams_to_seg_logits``), restricted to the image labels when
     ``use_labels``; the image logits of the plain input are attached as
@@ -59,6 +61,14 @@ class CAMPredictionMixin:
     """
 
     align_corners = False
+    test_defaults = {
+        'scales': (1.0,),
+        'flip': True,
+        'flip_merge': 'max',
+        'bg_thr': 0.5,
+        'use_labels': True,
+        'eps': 1e-5,
+    }
 
     def cams_and_logits(self, inputs: Tensor) -> Tuple[Tensor, Tensor]:
         """Raw maps ``(B, C, h, w)`` and image logits ``(B, C)``."""
@@ -91,7 +101,7 @@ class CAMPredictionMixin:
             flip=cfg['flip'],
             flip_merge=cfg['flip_merge'],
             align_corners=self.align_corners,
-            size_divisor=int(getattr(self.backbone, 'patch_size', 1)),
+            size_divisor=self.patch_size,
         )
         img_logits = logits[0] if logits else None
         return minmax_normalize(cams, cfg['eps']), img_logits

@@ -8,8 +8,13 @@ parameters for every sample. Every function takes an optional
 the generator's device (the CPU by default) and moved to the images' device,
 so a seeded generator gives the same views on every device.
 
-Use :func:`denormalize` / :func:`normalize` to move between mmseg's
-mean/std-normalised batch and [0, 1].
+Use :mod:`acr_plugin.models.utils.image_norm` (``denormalize`` /
+``normalize``) to move between mmseg's mean/std-normalised batch and [0, 1].
+
+One concept, batch-wise random augmentation of [0, 1] image tensors, in
+three parts: the per-sample randomness and argument checks, the deterministic
+colour / blur kernels, and the random transforms built on them (flip and
+resized crop, colour jitter, grayscale, blur).
 """
 
 import math
@@ -456,49 +461,3 @@ def gaussian_blur(
     out = images.clone()
     out[apply] = blur_with_sigma(images[apply], sigmas[apply], kernel_size)
     return out
-
-
-# ------------------------------------------------------------ normalisation
-def _channel_stats(values: Sequence[float], images: Tensor, name: str) -> Tensor:
-    stats = torch.as_tensor(values, dtype=images.dtype, device=images.device).flatten()
-    if stats.numel() != images.shape[1]:
-        raise ValueError(
-            f'{name}: needs one value per channel ({images.shape[1]}), got '
-            f'{stats.numel()}'
-        )
-    return stats.view(1, -1, 1, 1)
-
-
-def denormalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """Undo mmseg's ``SegDataPreProcessor`` normalisation into [0, 1].
-
-    ``x * std / 255 + mean / 255``, clamped to [0, 1] (zero-padded borders of
-    the normalised batch become ``mean / 255``).
-
-    Args:
-        images (Tensor): ``(B, C, H, W)`` normalised images (already RGB).
-        mean (Sequence[float]): Per-channel mean in 0..255 units.
-        std (Sequence[float]): Per-channel std in 0..255 units.
-
-    Returns:
-        Tensor: Images in [0, 1].
-    """
-    mean_t = _channel_stats(mean, images, 'denormalize mean')
-    std_t = _channel_stats(std, images, 'denormalize std')
-    return ((images * std_t + mean_t) / 255.0).clamp(0.0, 1.0)
-
-
-def normalize(images01: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """Normalise [0, 1] images like ``SegDataPreProcessor``.
-
-    Args:
-        images01 (Tensor): ``(B, C, H, W)`` images in [0, 1].
-        mean (Sequence[float]): Per-channel mean in 0..255 units.
-        std (Sequence[float]): Per-channel std in 0..255 units.
-
-    Returns:
-        Tensor: ``(255 * x - mean) / std``.
-    """
-    mean_t = _channel_stats(mean, images01, 'normalize mean')
-    std_t = _channel_stats(std, images01, 'normalize std')
-    return (images01 * 255.0 - mean_t) / std_t

@@ -13,8 +13,8 @@ from mmseg.structures import SegDataSample
 
 from acr_plugin.evaluation import CAMMetric
 from acr_plugin.hosts.toco.toco import CAM_SEG_LOGITS
+from acr_plugin.models.utils.crf import crf_available
 from acr_plugin.structures import IMG_LABELS
-from acr_plugin.utils import crf_available
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 TOCO = 'configs/toco/toco_tiny-p8_1xb32-600it_synthetic-64x64.py'
@@ -194,7 +194,7 @@ def test_ctc_students_are_both_global_views_then_the_local_crops(monkeypatch):
     (always positive, the second one run with gradients) followed by the
     local crops, which are cut from an independently augmented copy of the
     whole image."""
-    from acr_plugin.hosts.toco import toco as toco_module
+    from acr_plugin.hosts.toco import toco_training_step as toco_module
 
     model = build()
     inputs = torch.randn(2, 3, 32, 32)
@@ -510,7 +510,7 @@ def test_predict_reads_image_logits_from_the_tta_forward():
 def test_test_time_crf_refines_the_decoder_prediction():
     """test_cfg.crf: decoder masks = dense CRF of softmax(decoder logits) on
     the input image; the CAM masks stay as they are."""
-    from acr_plugin.utils import dense_crf
+    from acr_plugin.models.utils.crf import dense_crf
 
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)

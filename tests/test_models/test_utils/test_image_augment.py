@@ -6,9 +6,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from acr_plugin.models.utils import (
     color_jitter,
-    denormalize,
     gaussian_blur,
-    normalize,
     random_grayscale,
     random_hflip,
     random_resized_crop,
@@ -187,21 +185,6 @@ def test_random_resized_crop_content_and_identity():
         )
         torch.testing.assert_close(crop, expected, atol=1e-5, rtol=0)
     assert out.min() >= 0 and out.max() <= 1
-
-
-# ------------------------------------------------------------ normalisation
-def test_normalize_denormalize_round_trip():
-    images = _images()
-    normed = normalize(images, MEAN, STD)
-    expected = (images * 255 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        STD
-    ).view(1, 3, 1, 1)
-    torch.testing.assert_close(normed, expected)
-    torch.testing.assert_close(denormalize(normed, MEAN, STD), images)
-    # out-of-range values (e.g. zero padding far from the mean) are clamped
-    assert denormalize(torch.full((1, 3, 2, 2), 10.0), MEAN, STD).max() == 1.0
-    with pytest.raises(ValueError, match='one value per channel'):
-        normalize(images, MEAN[:2], STD)
 
 
 def test_bad_inputs():
