@@ -19,8 +19,8 @@ PART_MAP = 'gt_part_map'
 #: hold image, not batch padding (set by ``ACRSegmentor`` on view-2 samples)
 VALID_MASK = 'valid_mask'
 
-#: values of the part map
-PART_BACKGROUND, PART_BODY, PART_HEAD = 0, 1, 2
+#: values of the part map (0 is background)
+PART_BODY, PART_HEAD = 1, 2
 
 
 def stack_img_labels(data_samples) -> torch.Tensor:

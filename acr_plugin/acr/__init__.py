@@ -56,10 +56,9 @@ from .views.token_alignment import (
     compose_alignments,
     crop_alignment,
     flip_alignment,
-    identity_alignment,
     rescale_alignment,
 )
-from .views.view_maker import make_view, photometric_jitter
+from .views.view_maker import make_view
 
 __all__ = [
     'ACRSegmentor',
@@ -98,8 +97,6 @@ __all__ = [
     'compose_alignments',
     'crop_alignment',
     'flip_alignment',
-    'identity_alignment',
     'make_view',
-    'photometric_jitter',
     'rescale_alignment',
 ]

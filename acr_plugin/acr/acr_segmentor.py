@@ -16,7 +16,7 @@ from acr_plugin.acr.attention.attention_capture import AttentionCapture
 from acr_plugin.acr.attention.attention_ops import attention_entropy
 from acr_plugin.acr.consistency.qk_entropy import qk_attention_entropy
 from acr_plugin.acr.views.token_alignment import TokenAlignment
-from acr_plugin.acr.views.view_maker import make_view, photometric_jitter
+from acr_plugin.acr.views.view_maker import make_view
 from acr_plugin.models.host_contract import ACRHost, CAMLossHost, require_members
 from acr_plugin.models.segmentors.checkpoint_fit import install_checkpoint_fit
 from acr_plugin.structures import VALID_MASK, stack_img_labels, valid_masks
@@ -32,7 +32,7 @@ class ACRSegmentor(BaseSegmentor):
 
     For each batch the wrapped ``model`` runs its own ``loss`` twice: on the
     images (view 1) and on a geometrically transformed copy (view 2: flip,
-    rescale or crop, optionally photometrically jittered). The self-attention
+    rescale or crop). The self-attention
     of the chosen layers is captured by hooks during both forwards and the
     ``acr_loss`` (``AllPairsConsistencyLoss``) compares view 1 with view 2
     aligned back to view 1's tokens. The model's architecture, losses and
@@ -79,8 +79,6 @@ class ACRSegmentor(BaseSegmentor):
             ``dict(type='rescale', scale_range=(0.75, 1.25))`` or
             ``dict(type='crop', max_offset=2)`` (token units). Defaults to
             flip.
-        photometric (dict, optional): Photometric jitter of view 2 (see
-            ``photometric_jitter``). Defaults to None.
         capture (dict): ``AttentionCapture`` options: ``layers`` (None = all)
             and ``mode``: ``'probs'``, ``'qk'`` or None, which follows
             ``acr_loss.capture_mode`` (``'qk'`` for the default efficient
@@ -90,9 +88,6 @@ class ACRSegmentor(BaseSegmentor):
         capture_module (str, optional): Dotted name of a submodule whose
             attention is captured instead of the host's ``captured_vit``.
             Defaults to None (``model.captured_vit``).
-        view2_loss_weight (float): Weight of the model's own losses on view 2
-            (logged with the suffix ``_v2``). Defaults to 1.0 (the official
-            L = MLSM(z1) + MLSM(z2) + alpha * ACR).
         predictor (dict, optional): A head with ``check_model(model)``
             (called once here) and ``predict(model, inputs, data_samples)``,
             e.g. ``ClsTokenGradCAMHead``. Defaults to None (the wrapped model
@@ -110,10 +105,8 @@ class ACRSegmentor(BaseSegmentor):
         model: ConfigType,
         acr_loss: OptConfigType = None,
         view: OptConfigType = None,
-        photometric: OptConfigType = None,
         capture: OptConfigType = None,
         capture_module: Optional[str] = None,
-        view2_loss_weight: float = 1.0,
         predictor: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
         train_cfg: OptConfigType = None,
@@ -131,11 +124,9 @@ class ACRSegmentor(BaseSegmentor):
         self.model = MODELS.build(model)
         self.acr_loss = MODELS.build(acr_loss) if acr_loss else None
         self.view_cfg = dict(view or dict(type='flip'))
-        self.photometric = photometric
         self.capture_cfg = dict(layers=None, mode=None)
         self.capture_cfg.update(capture or {})
         self.capture_module = capture_module
-        self.view2_loss_weight = view2_loss_weight
         self.predictor = MODELS.build(predictor) if predictor else None
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
@@ -216,13 +207,6 @@ class ACRSegmentor(BaseSegmentor):
         """Pixels per token of the wrapped model (its host contract)."""
         return self.model.patch_size
 
-    def make_second_view(self, inputs: Tensor) -> Tuple[Tensor, TokenAlignment]:
-        """View 2 of a batch and its token alignment to view 1."""
-        view2, alignment = make_view(inputs, self.view_cfg, self.patch_size)
-        if self.photometric:
-            view2 = photometric_jitter(view2, self.photometric)
-        return view2, alignment
-
     def second_view_batch(
         self, inputs: Tensor, data_samples: SampleList
     ) -> Tuple[Tensor, TokenAlignment, SampleList]:
@@ -238,8 +222,6 @@ class ACRSegmentor(BaseSegmentor):
         stacked = torch.cat([inputs, valid[:, None].to(inputs.dtype)], dim=1)
         view2, alignment = make_view(stacked, self.view_cfg, self.patch_size)
         view2, valid2 = view2[:, :-1], view2[:, -1] > 0.5
-        if self.photometric:
-            view2 = photometric_jitter(view2, self.photometric)
         samples2 = []
         for sample, mask in zip(data_samples, valid2):
             copy_ = sample.clone()
@@ -298,8 +280,6 @@ class ACRSegmentor(BaseSegmentor):
     def _merge(self, losses1: dict, losses2: dict, terms: dict) -> dict:
         losses = dict(losses1)
         for name, value in losses2.items():
-            if 'loss' in name and isinstance(value, Tensor):
-                value = value * self.view2_loss_weight
             losses[name + VIEW2_SUFFIX] = value
         losses.update(terms)
         return losses

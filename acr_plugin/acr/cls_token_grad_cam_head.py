@@ -32,7 +32,7 @@ from acr_plugin.acr.grad_cam_ops import (
     slot_grad_outputs,
     upsample_token_maps,
 )
-from acr_plugin.models.host_contract import ViTHost, require_members
+from acr_plugin.models.host_contract import GradCAMHost, require_members
 from acr_plugin.models.utils.cam_ops import cams_to_seg_logits, minmax_normalize
 from acr_plugin.structures import attach_img_logits, labels_for_prediction
 
@@ -59,7 +59,7 @@ class ClsTokenGradCAMHead(BaseModule):
 
         predict(model, inputs, samples)
           -> explain(model, inputs, classes | None)
-               check_model(model) (ViTHost + logits_fn)
+               check_model(model) (GradCAMHost)
                forward (views [x, flip(x)]) under
                    AttentionCapture(model.captured_vit)
                -> attention_grads_batched(logits, A[start:], one-hot per
@@ -68,9 +68,9 @@ class ClsTokenGradCAMHead(BaseModule):
                -> grad_cam_maps_batched -> upsample -> flip sum -> min-max
           -> cams_to_seg_logits(bg_thr) -> model.postprocess_result
 
-    The model must implement the host contract ``ViTHost``
+    The model must implement the host contract ``GradCAMHost``
     (``acr_plugin.models.host_contract``: ``captured_vit``, ``patch_size``,
-    ``num_prefix_tokens``, ``token_grid``) and the ``logits_fn`` method;
+    ``num_prefix_tokens``, ``token_grid`` and ``logits``);
     :meth:`check_model` raises a ``TypeError`` naming a missing member and
     the model class (``ACRSegmentor`` calls it once at construction).
 
@@ -89,7 +89,7 @@ class ClsTokenGradCAMHead(BaseModule):
 
     Which classes: with ``use_labels``, the image's ``img_labels`` (the
     standard protocol when evaluating CAMs on a labelled split); otherwise
-    the classes with ``sigmoid(logit) > score_thr`` (0.5) on the plain
+    the classes with ``sigmoid(logit) > 0.5`` on the plain
     (unflipped) view. An image without any class gets an all-background map.
 
     Requirement (checked): the logits must come from the class token(s)
@@ -127,16 +127,12 @@ class ClsTokenGradCAMHead(BaseModule):
             the predicted classes (False). None uses
             ``model.test_cfg['use_labels']`` (True if absent). Defaults to
             None.
-        score_thr (float): Probability above which a class counts as
-            predicted when labels are not used. Defaults to 0.5.
         batched (bool): One vmapped backward for all classes of a batch
             (falls back to the per-class loop if unsupported). Defaults to
             True.
         capture_module (str, optional): Dotted name of a submodule whose
             attention is captured instead of ``model.captured_vit`` (``''``
             for the model itself). Defaults to None (``captured_vit``).
-        logits_fn (str): Method of the model returning ``(B, C)`` image
-            logits from the class token. Defaults to ``'logits'``.
         prefix_row (int | str): Class-token row read in each layer: an int
             (0: the class token), or ``'class'`` for row ``c`` when
             explaining class ``c`` (MCTformer-style models whose ``C`` first
@@ -155,10 +151,8 @@ class ClsTokenGradCAMHead(BaseModule):
         eps: float = 1e-6,
         bg_thr: Optional[float] = None,
         use_labels: Optional[bool] = None,
-        score_thr: float = 0.5,
         batched: bool = True,
         capture_module: Optional[str] = None,
-        logits_fn: str = 'logits',
         prefix_row: Union[int, str] = 0,
         init_cfg: OptMultiConfig = None,
     ) -> None:
@@ -179,18 +173,15 @@ class ClsTokenGradCAMHead(BaseModule):
         self.eps = eps
         self.bg_thr = bg_thr
         self.use_labels = use_labels
-        self.score_thr = score_thr
         self.batched = batched
         self.capture_module = capture_module
-        self.logits_fn = logits_fn
         self.prefix_row = prefix_row
         self._vmap_failed = False
 
     # ------------------------------------------------------------ helpers
     def check_model(self, model: nn.Module) -> None:
-        """Raise unless ``model`` implements ``ViTHost`` and ``logits_fn``."""
-        require_members(model, ViTHost, 'ClsTokenGradCAMHead')
-        self._logits_method(model)
+        """Raise unless ``model`` implements ``GradCAMHost``."""
+        require_members(model, GradCAMHost, 'ClsTokenGradCAMHead')
 
     def _capture_target(self, model: nn.Module) -> nn.Module:
         if self.capture_module is None:
@@ -204,15 +195,6 @@ class ClsTokenGradCAMHead(BaseModule):
                 f'ClsTokenGradCAMHead: {type(model).__name__} has no submodule '
                 f'"{self.capture_module}" (capture_module)'
             ) from err
-
-    def _logits_method(self, model: nn.Module):
-        method = getattr(model, self.logits_fn, None)
-        if not callable(method):
-            raise AttributeError(
-                f'ClsTokenGradCAMHead: {type(model).__name__} has no method '
-                f'"{self.logits_fn}" (logits_fn) returning image-level logits'
-            )
-        return method
 
     def _test_cfg(self, model: nn.Module, key: str, default):
         value = getattr(self, key)
@@ -258,11 +240,11 @@ class ClsTokenGradCAMHead(BaseModule):
         self, model: nn.Module, target: nn.Module, views: Tensor, layers: List[int]
     ) -> Tuple[Tensor, List[Tensor]]:
         with AttentionCapture(target, layers=layers) as capture:
-            logits = self._logits_method(model)(views)
+            logits = model.logits(views)
             attns = capture.pop()
         if not isinstance(logits, Tensor) or logits.dim() != 2:
             raise ValueError(
-                f'ClsTokenGradCAMHead: {type(model).__name__}.{self.logits_fn} '
+                f'ClsTokenGradCAMHead: {type(model).__name__}.logits '
                 'must return (B, C) image logits'
             )
         return logits, attns
@@ -282,7 +264,7 @@ class ClsTokenGradCAMHead(BaseModule):
         if reason is None:
             return
         raise ValueError(
-            f'ClsTokenGradCAMHead: the {self.logits_fn}() logits of '
+            f'ClsTokenGradCAMHead: the logits() of '
             f'{type(model).__name__} do not come from its class token: {reason}. '
             'Class-token-gradient CAMs need image logits computed from the class '
             'token (e.g. ViTCAM with token_head=True); a patch-CAM model (global '
@@ -304,7 +286,7 @@ class ClsTokenGradCAMHead(BaseModule):
             inputs (Tensor): Normalised images ``(B, 3, H, W)``.
             class_sets (Tensor | Sequence[Sequence[int]], optional): Classes
                 to explain per image: a ``(B, C)`` mask or index lists. None
-                explains the predicted classes (``sigmoid > score_thr``).
+                explains the predicted classes (``sigmoid > 0.5``).
                 Defaults to None.
 
         Returns:
@@ -372,7 +354,7 @@ class ClsTokenGradCAMHead(BaseModule):
         plain_logits = logits[:batch]
         if class_sets is None:
             sets = self._class_sets_from(
-                torch.sigmoid(plain_logits.detach()) > self.score_thr, batch
+                torch.sigmoid(plain_logits.detach()) > 0.5, batch
             )
         else:
             sets = self._class_sets_from(class_sets, batch)

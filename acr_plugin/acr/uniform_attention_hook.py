@@ -1,6 +1,6 @@
 """Ablation control: force every captured attention map to be uniform."""
 
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -14,7 +14,7 @@ from acr_plugin.acr.attention.attention_sites import find_attention_modules
 class UniformAttention:
     """Context manager replacing timm attention probabilities by ``1 / N``.
 
-    Each selected timm ``Attention`` is moved off its fused kernel and a
+    Each timm ``Attention`` is moved off its fused kernel and a
     forward hook on ``attn_drop`` returns a uniform tensor, so every token
     attends to all tokens equally (the attention output becomes the mean of
     the values). This is the "uniform attention" control of the synthetic
@@ -22,22 +22,18 @@ class UniformAttention:
     must be compared against it.
 
     Args:
-        model (nn.Module): Module holding timm attention blocks.
-        layers (Sequence[int], optional): Indices into the found attention
-            modules. Defaults to all.
+        model (nn.Module): Module holding timm attention blocks (all of them
+            are flattened).
     """
 
-    def __init__(
-        self, model: nn.Module, layers: Optional[Sequence[int]] = None
-    ) -> None:
+    def __init__(self, model: nn.Module) -> None:
         sites = find_attention_modules(model)
         if any(site.kind != 'timm' for site in sites):
             raise NotImplementedError(
                 f'UniformAttention supports timm attention only; '
                 f'{type(model).__name__} has {sorted({s.kind for s in sites})}'
             )
-        chosen = range(len(sites)) if layers is None else layers
-        self.sites = [sites[i] for i in chosen]
+        self.sites = sites
         self._handles: List = []
         self._fused: List[bool] = []
 
@@ -71,23 +67,19 @@ class UniformAttentionHook(Hook):
         module (str): Dotted name of the submodule holding the attention
             blocks, looked up on the (unwrapped) model. Defaults to
             ``'backbone'``; for an ``ACRSegmentor`` use ``'model.backbone'``.
-        layers (Sequence[int], optional): Attention layers to flatten.
-            Defaults to all.
+            Every attention layer of it is flattened.
     """
 
     priority = 'VERY_HIGH'
 
-    def __init__(
-        self, module: str = 'backbone', layers: Optional[Sequence[int]] = None
-    ) -> None:
+    def __init__(self, module: str = 'backbone') -> None:
         self.module = module
-        self.layers = layers
         self._context: Optional[UniformAttention] = None
 
     def before_run(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         target = model.get_submodule(self.module)
-        self._context = UniformAttention(target, self.layers).__enter__()
+        self._context = UniformAttention(target).__enter__()
 
     def after_run(self, runner) -> None:
         if self._context is not None:

@@ -56,16 +56,10 @@ class FashionMNISTWSSSDataset(GeneratedWSSSDataset):
         design (str): ``'wsss'`` (1-3 items of 24-48 px) or ``'pretrain'``
             (one item of 32-56 px, for classification pretraining). Defaults
             to ``'wsss'``.
-        min_objects (int, optional): Fewest items per image. Defaults to None
-            (the design's).
-        max_objects (int, optional): Most items per image. Defaults to None
-            (the design's).
         colourise (bool): Tint items with random colours. Defaults to True.
         data_root (str): Folder of the four IDX files (``.gz`` or raw).
             Defaults to ``/usr/share/datasets/fashion-mnist``, where
             ``apt-get install dataset-fashion-mnist`` puts them.
-        spec_overrides (dict, optional): Further :class:`FashionMNISTSpec`
-            fields, e.g. ``dict(item_size=(28, 40))``. Defaults to None.
         cache_dir (str, optional): Accepted for the synthetic dataset's
             interface (benchmark scripts set it) and ignored: composing a
             64x64 sample takes about 3 ms. Defaults to None.
@@ -88,11 +82,8 @@ class FashionMNISTWSSSDataset(GeneratedWSSSDataset):
         seed: int = 0,
         img_size: Union[int, Tuple[int, int]] = 64,
         design: str = 'wsss',
-        min_objects: Optional[int] = None,
-        max_objects: Optional[int] = None,
         colourise: bool = True,
         data_root: str = DEFAULT_ROOT,
-        spec_overrides: Optional[dict] = None,
         cache_dir: Optional[str] = None,
         metainfo: Optional[dict] = None,
         pipeline: Sequence[Union[dict, object]] = (),
@@ -102,11 +93,8 @@ class FashionMNISTWSSSDataset(GeneratedWSSSDataset):
         self.check_generated_args(kwargs, num_samples, seed)
         self.spec = self.build_spec(
             FashionMNISTSpec,
-            spec_overrides,
             img_size=img_size,
             design=design,
-            min_objects=min_objects,
-            max_objects=max_objects,
             colourise=colourise,
         )
         try:
@@ -115,7 +103,6 @@ class FashionMNISTWSSSDataset(GeneratedWSSSDataset):
         except FileNotFoundError as err:
             raise FileNotFoundError(f'{name}: {err}') from err
         self.split = split
-        self.fashion_root = data_root
         del cache_dir  # nothing to cache
         meta = self.merge_metainfo(class_names(), class_palette(), metainfo)
         super().__init__(metainfo=meta, pipeline=list(pipeline), **kwargs)

@@ -55,13 +55,12 @@ class GeneratedWSSSDataset(BaseSegDataset):
         self.num_samples = int(num_samples)
         self.seed = int(seed)
 
-    def build_spec(self, spec_type: type, overrides: Optional[dict], **args) -> Any:
-        """``spec_type(**args, **overrides)``: the generator's parameters.
+    def build_spec(self, spec_type: type, **args) -> Any:
+        """``spec_type(**args)``: the generator's parameters.
 
         Args:
             spec_type (type): The spec dataclass (``SyntheticSpec``,
                 ``FashionMNISTSpec``).
-            overrides (dict, optional): The config's ``spec_overrides``.
             **args: The spec fields the dataset takes as its own arguments.
 
         Returns:
@@ -72,7 +71,7 @@ class GeneratedWSSSDataset(BaseSegDataset):
                 ``ValueError``, prefixed with the dataset's name).
         """
         try:
-            return spec_type(**args, **(overrides or {}))
+            return spec_type(**args)
         except (TypeError, ValueError) as err:
             raise ValueError(f'{type(self).__name__}: {err}') from err
 

@@ -29,8 +29,7 @@ class SyntheticWSSSDataset(GeneratedWSSSDataset):
     start directly with geometric transforms:
 
     - ``img``: ``H x W x 3`` uint8 in **BGR** order (as mmcv loads images).
-    - ``gt_seg_map``: ``H x W`` uint8, 0 background, ``1..C`` classes, 255
-      one-pixel boundary when ``boundary_ignore``.
+    - ``gt_seg_map``: ``H x W`` uint8, 0 background, ``1..C`` classes.
     - ``gt_part_map``: ``H x W`` uint8, 0 background, 1 body, 2 head.
     - ``img_labels``: ``(C,)`` float32 multi-hot over the foreground classes.
     - ``img_path`` / ``seg_map_path``: identifiers such as
@@ -57,18 +56,12 @@ class SyntheticWSSSDataset(GeneratedWSSSDataset):
             (32-96 tested). Defaults to 64.
         num_classes (int, optional): Foreground classes. Defaults to None:
             6 for ``design='wsss'``, 12 for ``design='pretrain'``.
-        max_objects (int): Most objects per image. Defaults to 3.
-        min_objects (int): Fewest objects per image. Defaults to 1.
-        boundary_ignore (bool): Mark a one-pixel object boundary with 255 in
-            ``gt_seg_map`` (VOC "void"). Defaults to False.
         design (str): ``'wsss'`` (the benchmark) or ``'pretrain'`` (other head
             shapes, hues and stripes, for synthetic classification
             pretraining). Defaults to ``'wsss'``.
         cache_dir (str, optional): Folder of an on-disk ``.npz`` cache (keyed
             by every generator parameter, written atomically). Defaults to
             None (no cache).
-        spec_overrides (dict, optional): Further :class:`SyntheticSpec` fields,
-            e.g. ``dict(noise_sigma=4.0)``. Defaults to None.
         metainfo (dict, optional): Overrides of the class names / palette.
             Defaults to None.
         pseudo_label_dir (str, optional): Folder of pseudo labels (second
@@ -96,12 +89,8 @@ class SyntheticWSSSDataset(GeneratedWSSSDataset):
         seed: int = 0,
         img_size: Union[int, Tuple[int, int]] = 64,
         num_classes: Optional[int] = None,
-        max_objects: int = 3,
-        min_objects: int = 1,
-        boundary_ignore: bool = False,
         design: str = 'wsss',
         cache_dir: Optional[str] = None,
-        spec_overrides: Optional[dict] = None,
         metainfo: Optional[dict] = None,
         pipeline: Sequence[Union[dict, object]] = (),
         pseudo_label_dir: Optional[str] = None,
@@ -109,14 +98,7 @@ class SyntheticWSSSDataset(GeneratedWSSSDataset):
     ) -> None:
         self.check_generated_args(kwargs, num_samples, seed)
         self.spec = self.build_spec(
-            SyntheticSpec,
-            spec_overrides,
-            img_size=img_size,
-            num_classes=num_classes,
-            min_objects=min_objects,
-            max_objects=max_objects,
-            design=design,
-            boundary_ignore=boundary_ignore,
+            SyntheticSpec, img_size=img_size, num_classes=num_classes, design=design
         )
         self.cache_dir = cache_dir
         self.pseudo_label_dir = pseudo_label_dir

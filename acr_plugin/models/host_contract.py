@@ -8,9 +8,10 @@ Two levels:
   ``TimmViT`` and ``MultiClassTokenViT`` implement it; mmseg's
   ``VisionTransformer`` is adapted by :class:`MMSegViTLayout`
   (:func:`vit_layout` picks).
-* :class:`ViTHost` is what the gradient head needs from a model: the ViT
+* :class:`ViTHost` is a model whose class logits come through a ViT: the ViT
   whose attention is captured (``captured_vit``) and its token layout.
-  :class:`ACRHost` adds what ``ACRSegmentor`` calls, :class:`CAMLossHost`
+  :class:`GradCAMHost` adds the image logits the gradient head explains,
+  :class:`ACRHost` what ``ACRSegmentor`` calls, :class:`CAMLossHost`
   ``loss_with_cams`` for the CAM term. The WSSS classifiers (``ViTCAM``,
   ``ToCo``, ``MCTformer``) implement them through ``WSSSClassifier``.
 
@@ -48,7 +49,7 @@ class ViTBackbone(Protocol):
 
 @runtime_checkable
 class ViTHost(Protocol):
-    """A model whose class logits come through a ViT (the gradient head's need).
+    """A model whose class logits come through a ViT.
 
     Attributes:
         captured_vit (nn.Module): The ViT whose attention modules are hooked.
@@ -62,6 +63,14 @@ class ViTHost(Protocol):
 
     def token_grid(self, height: int, width: int) -> Tuple[int, int]:
         """Token grid ``(gh, gw)`` of a ``height x width`` input."""
+
+
+@runtime_checkable
+class GradCAMHost(ViTHost, Protocol):
+    """A :class:`ViTHost` that ``ClsTokenGradCAMHead`` can explain."""
+
+    def logits(self, inputs: Tensor) -> Tensor:
+        """Image-level logits ``(B, C)``, computed from the class token(s)."""
 
 
 @runtime_checkable

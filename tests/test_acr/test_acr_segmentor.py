@@ -177,6 +177,14 @@ class PatchlessViTCAM(ViTCAM):
         raise AttributeError('patch_size')
 
 
+class LogitlessViTCAM(ViTCAM):
+    """ViTCAM without ``logits`` (what the gradient head explains)."""
+
+    @property
+    def logits(self):
+        raise AttributeError('logits')
+
+
 class CamlessViTCAM(ViTCAM):
     """ViTCAM without ``loss_with_cams``."""
 
@@ -197,8 +205,10 @@ def test_the_host_contract_is_checked_at_construction():
         MODELS.build(copy.deepcopy(cfg))
     # a predictor checks the model once, here too
     cfg['model']['type'] = 'ViTCAM'
-    cfg['predictor'] = dict(type='ClsTokenGradCAMHead', logits_fn='scores')
-    with pytest.raises(AttributeError, match='scores'):
+    cfg['predictor'] = dict(type='ClsTokenGradCAMHead')
+    MODELS.build(copy.deepcopy(cfg))
+    cfg['model']['type'] = LogitlessViTCAM
+    with pytest.raises(TypeError, match='Head: LogitlessViTCAM .*GradCAMHost.*logits'):
         MODELS.build(copy.deepcopy(cfg))
 
 

@@ -343,7 +343,7 @@ class BareMultiTokenModel(nn.Module):
 
 
 class MultiClassTokenViT(BareMultiTokenModel):
-    """The toy with the host contract (``ViTHost``) written out by hand."""
+    """The toy with the host contract (``GradCAMHost``) written out by hand."""
 
     @property
     def captured_vit(self):
@@ -364,7 +364,9 @@ class MultiClassTokenViT(BareMultiTokenModel):
 def test_a_model_without_the_host_contract_is_refused_by_name():
     x = torch.randn(1, 3, 32, 32)
     head = ClsTokenGradCAMHead(prefix_row='class')
-    with pytest.raises(TypeError, match='BareMultiTokenModel .*ViTHost.*captured_vit'):
+    with pytest.raises(
+        TypeError, match='BareMultiTokenModel .*GradCAMHost.*captured_vit'
+    ):
         head.compute_cams(BareMultiTokenModel(), x, [[0]])
     with pytest.raises(TypeError, match='BareMultiTokenModel .*token_grid'):
         head.check_model(BareMultiTokenModel())
@@ -406,8 +408,6 @@ def test_bad_arguments():
     x = torch.randn(1, 3, 32, 32)
     with pytest.raises(AttributeError, match='neck'):
         ClsTokenGradCAMHead(capture_module='neck').compute_cams(model, x, [[0]])
-    with pytest.raises(AttributeError, match='scores'):
-        ClsTokenGradCAMHead(logits_fn='scores').compute_cams(model, x, [[0]])
     with pytest.raises(IndexError, match='start_layer'):
         ClsTokenGradCAMHead(start_layer=3).compute_cams(model, x, [[0]])
     with pytest.raises(ValueError, match='out of range'):

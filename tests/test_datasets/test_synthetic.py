@@ -216,8 +216,8 @@ def test_dataset_errors():
         SyntheticWSSSDataset(num_samples=2, metainfo=dict(classes=('a', 'b')))
     with pytest.raises(ValueError, match='SyntheticWSSSDataset.*design'):
         SyntheticWSSSDataset(num_samples=2, design='voc')
-    with pytest.raises(ValueError, match='SyntheticWSSSDataset'):
-        SyntheticWSSSDataset(num_samples=2, spec_overrides=dict(bogus=1))
+    with pytest.raises(ValueError, match='SyntheticWSSSDataset.*img_size'):
+        SyntheticWSSSDataset(num_samples=2, img_size=16)
 
 
 def test_metainfo_rename():

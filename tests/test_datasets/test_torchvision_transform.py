@@ -75,7 +75,7 @@ def test_geometric_ops_move_every_map_with_the_image(seed):
     assert img.shape == (16, 20, 3) and out['img_shape'] == (16, 20)
     assert seg.shape == part.shape == (16, 20)
     assert seg.dtype == part.dtype == np.uint8
-    outside = seg == 255  # no source pixel: maps get seg_fill, image 0
+    outside = seg == 255  # no source pixel: maps get 255, image 0
     assert (part[outside] == 255).all()
     assert (img[outside] == 0).all()
     inside = ~outside

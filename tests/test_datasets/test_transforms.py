@@ -59,13 +59,6 @@ def test_derive_image_labels_transform():
     assert not out[IMG_LABELS].any()
 
 
-def test_derive_image_labels_background_index():
-    seg = np.array([[0, 1], [2, 255]], dtype=np.uint8)
-    # background 2: ids 0, 1 are positions 0, 1
-    labels = image_labels_from_seg_map(seg, 2, background_index=2)
-    assert labels.tolist() == [1.0, 1.0]
-
-
 def test_derive_image_labels_errors():
     transform = DeriveImageLabels(num_classes=20)
     with pytest.raises(KeyError, match='LoadAnnotations.*x.jpg|x.jpg.*LoadAnn'):
@@ -151,8 +144,6 @@ def test_load_image_labels_errors(tmp_path):
     np.save(not_a_dict, np.zeros((3, 20)))
     with pytest.raises(ValueError, match='pickled dict'):
         LoadImageLabels(not_a_dict, num_classes=20)
-    with pytest.raises(ValueError, match='file_format'):
-        LoadImageLabels(txt, num_classes=20, file_format='csv')
 
 
 # -------------------------------------------------------------- PackWSSSInputs

@@ -10,6 +10,7 @@ from acr_plugin.models.backbones import TimmViT
 from acr_plugin.models.host_contract import (
     ACRHost,
     CAMLossHost,
+    GradCAMHost,
     MMSegViTLayout,
     ViTBackbone,
     ViTHost,
@@ -36,6 +37,7 @@ def test_protocol_members_include_the_base_protocols():
         'num_prefix_tokens',
         'token_grid',
     ]
+    assert protocol_members(GradCAMHost) == protocol_members(ViTHost) + ['logits']
     members = protocol_members(CAMLossHost)
     assert members[:4] == protocol_members(ViTHost)
     assert set(members[4:]) == {'align_corners', 'loss', 'predict', 'loss_with_cams'}
@@ -85,7 +87,7 @@ def test_other_backbones_are_refused_by_name():
 @pytest.mark.parametrize('path', HOST_CONFIGS)
 def test_shipped_hosts_implement_the_contract(path):
     model = MODELS.build(Config.fromfile(path).model)
-    for protocol in (ViTHost, ACRHost, CAMLossHost):
+    for protocol in (ViTHost, GradCAMHost, ACRHost, CAMLossHost):
         assert isinstance(model, protocol)
         require_members(model, protocol, 'test')
     assert model.captured_vit is model.backbone

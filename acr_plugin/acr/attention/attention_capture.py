@@ -116,11 +116,6 @@ class AttentionCapture:
         """Selected layer indices (non-negative, sorted, unique)."""
         return list(self._layers)
 
-    @property
-    def active(self) -> bool:
-        """Whether the hooks are installed."""
-        return self._active
-
     def _resolve_layers(self, layers: Optional[Sequence[int]]) -> List[int]:
         depth = self.num_layers
         if layers is None:

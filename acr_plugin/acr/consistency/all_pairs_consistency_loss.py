@@ -31,7 +31,6 @@ from .chunked_consistency import chunked_consistency_terms
 from .chunked_function import GRAD_MODES
 from .consistency_terms import (
     DISTANCES,
-    ELEMENTWISE_DISTANCES,
     affinity_term,
     cam_term,
     class_row_term,
@@ -101,12 +100,9 @@ class AllPairsConsistencyLoss(nn.Module):
         cls_weight (float): Weight of the class-row term. Defaults to 1.0.
         aff_weight (float): Weight of the affinity term. Defaults to 1.0.
         cam_weight (float): Weight of the CAM term ``|CAM1 - align(CAM2)|``
-            (needs ``cams1``/``cams2`` ``(B, C, h, w)``). Defaults to 0.0.
-        cam_norm (str): ``'max'`` (ReLU, then divide each class map by its
-            maximum, each view in its own frame, before aligning) or
-            ``'none'``. Defaults to ``'max'``.
-        cam_distance (str): Element-wise distance of the CAM term.
-            Defaults to ``'l1'``.
+            (needs ``cams1``/``cams2`` ``(B, C, h, w)``; each class map is
+            ReLU'd and divided by its maximum, each view in its own frame,
+            before aligning). Defaults to 0.0.
         stop_grad (str, optional): ``'view1'`` or ``'view2'`` detaches that
             view in every term. Defaults to None (both views learn).
         entropy_cap (float, optional): In ``(0, 1)``; adds ``relu(e - cap)``
@@ -144,8 +140,6 @@ class AllPairsConsistencyLoss(nn.Module):
         cls_weight: float = 1.0,
         aff_weight: float = 1.0,
         cam_weight: float = 0.0,
-        cam_norm: str = 'max',
-        cam_distance: str = 'l1',
         stop_grad: Optional[str] = None,
         entropy_cap: Optional[float] = None,
         entropy_weight: float = 1.0,
@@ -161,9 +155,6 @@ class AllPairsConsistencyLoss(nn.Module):
         if int(num_prefix_tokens) < 0:
             raise ValueError(f'{name}: num_prefix_tokens must be >= 0')
         _check_choice(name, 'distance', distance, DISTANCES)
-        _check_choice(name, 'cam_distance', cam_distance, ELEMENTWISE_DISTANCES)
-        if cam_norm not in ('max', 'none'):
-            raise ValueError(f'{name}: cam_norm must be "max" or "none": {cam_norm}')
         if stop_grad not in (None, 'view1', 'view2'):
             raise ValueError(
                 f'{name}: stop_grad must be None, "view1" or "view2": {stop_grad}'
@@ -195,8 +186,6 @@ class AllPairsConsistencyLoss(nn.Module):
         self.cls_weight = cls_weight
         self.aff_weight = aff_weight
         self.cam_weight = cam_weight
-        self.cam_norm = cam_norm
-        self.cam_distance = cam_distance
         self.stop_grad = stop_grad
         self.entropy_cap = entropy_cap
         self.entropy_weight = entropy_weight
@@ -308,10 +297,10 @@ class AllPairsConsistencyLoss(nn.Module):
                 f'{tuple(cams2.shape)} differ in batch or class dims'
             )
         c1, c2 = self._detach(cams1, cams2)
-        c1 = normalize_cams(c1, self.cam_norm)
-        c2 = align_maps(normalize_cams(c2, self.cam_norm), alignment)
+        c1 = normalize_cams(c1)
+        c2 = align_maps(normalize_cams(c2), alignment)
         valid = None if alignment.valid is None else alignment.valid_mask(c1.device)
-        return cam_term(c1, c2, valid, self.cam_distance, self.beta)
+        return cam_term(c1, c2, valid)
 
     def _efficient_layer(
         self,

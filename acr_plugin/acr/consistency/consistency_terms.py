@@ -190,21 +190,15 @@ def affinity_term(
     )
 
 
-def normalize_cams(cams: Tensor, mode: str = 'max', eps: float = 1e-5) -> Tensor:
-    """Per-sample, per-class CAM normalisation before comparing views.
+def normalize_cams(cams: Tensor, eps: float = 1e-5) -> Tensor:
+    """Per-sample, per-class ``relu(cam) / (max relu(cam) + eps)``.
 
     Args:
         cams (Tensor): ``(B, C, h, w)`` raw CAMs.
-        mode (str): ``'max'``: ``relu(cam) / (max relu(cam) + eps)``;
-            ``'none'``: unchanged. Defaults to ``'max'``.
         eps (float): Added to the maximum. Defaults to 1e-5.
     """
-    if mode == 'none':
-        return cams
-    if mode == 'max':
-        cams = cams.relu()
-        return cams / (cams.amax(dim=(-2, -1), keepdim=True) + eps)
-    raise ValueError(f'unknown CAM normalisation "{mode}" (max or none)')
+    cams = cams.relu()
+    return cams / (cams.amax(dim=(-2, -1), keepdim=True) + eps)
 
 
 def cam_term(
@@ -263,20 +257,3 @@ def patch_row_entropy(attn: Tensor, num_prefix: int = 1, eps: float = 1e-12) -> 
         torch.tensor(float(n), dtype=attn.dtype, device=attn.device)
     )
     return ent.flatten(1).mean(1)
-
-
-def entropy_penalty(attn: Tensor, num_prefix: int = 1, cap: float = 0.9) -> Tensor:
-    """Hinge ``relu(patch_row_entropy - cap)`` per sample.
-
-    Uniform attention scores ``1 - cap`` > 0, so - unlike the consistency
-    terms - it cannot be satisfied by uniform attention.
-
-    Args:
-        attn (Tensor): ``(B, [H,] P + N, P + N)`` post-softmax attention.
-        num_prefix (int): Number of prefix tokens. Defaults to 1.
-        cap (float): Allowed normalised entropy in ``(0, 1)``. Defaults to 0.9.
-
-    Returns:
-        Tensor: ``(B,)``.
-    """
-    return (patch_row_entropy(attn, num_prefix) - cap).relu()

@@ -136,12 +136,6 @@ class TokenAlignment:
 
 
 # --------------------------------------------------------------- constructors
-def identity_alignment(h: int, w: int) -> TokenAlignment:
-    """Identity correspondence on an ``(h, w)`` grid."""
-    h, w = _check_grid((h, w), 'grid')
-    return TokenAlignment((h, w), (h, w), perm=torch.arange(h * w))
-
-
 def flip_alignment(h: int, w: int) -> TokenAlignment:
     """Horizontal flip: ``pi(r * w + c) = r * w + (w - 1 - c)``.
 

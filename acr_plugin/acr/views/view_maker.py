@@ -1,10 +1,9 @@
-"""Second views of an image batch: geometric views and colour jitter.
+"""Geometric second views of an image batch.
 
 :func:`make_view` draws one geometric transform per call (flip, rescale,
 token-aligned crop, or a sequence of them) and returns the view with its
-:class:`~.token_alignment.TokenAlignment` to the input;
-:func:`photometric_jitter` changes colours only, so alignments stay valid.
-Randomness comes only through an optional ``torch.Generator``.
+:class:`~.token_alignment.TokenAlignment` to the input. Randomness comes
+only through an optional ``torch.Generator``.
 """
 
 from collections.abc import Mapping
@@ -27,8 +26,6 @@ ViewConfig = Union[str, Mapping, Sequence[Union[str, Mapping]]]
 
 #: geometric view kinds understood by :func:`make_view`
 VIEW_KINDS = ('flip', 'rescale', 'crop')
-#: keys understood by :func:`photometric_jitter`
-JITTER_KEYS = ('brightness', 'contrast', 'saturation')
 
 
 def _uniform(low: float, high: float, generator: Optional[torch.Generator]) -> float:
@@ -162,61 +159,3 @@ def make_view(
             else compose_alignments(alignment, step_alignment)
         )
     return current, alignment
-
-
-def photometric_jitter(
-    x: Tensor,
-    cfg: Optional[Mapping] = None,
-    generator: Optional[torch.Generator] = None,
-) -> Tensor:
-    """Per-sample affine colour jitter of a normalised image batch.
-
-    Operations (each skipped when its strength is 0), applied in this order
-    with factors drawn independently per sample:
-
-    * ``brightness`` b: add ``delta ~ U(-b, b)`` to every channel (in
-      normalised units).
-    * ``contrast`` c: scale about the sample's mean by ``U(1 - c, 1 + c)``.
-    * ``saturation`` s: blend each pixel with its channel mean (a grey
-      proxy) by ``U(1 - s, 1 + s)``.
-
-    These act on the mean/std-normalised tensor, so they resemble, not equal,
-    torchvision's jitter on [0, 1] images. Geometry is untouched, so the view
-    alignment stays valid.
-
-    Args:
-        x (Tensor): ``(B, C, H, W)``.
-        cfg (dict, optional): ``dict(brightness=0., contrast=0.,
-            saturation=0.)``. None or empty returns ``x`` unchanged. Defaults
-            to None.
-        generator (torch.Generator, optional): Source of randomness.
-
-    Returns:
-        Tensor: Jittered batch.
-    """
-    if not cfg:
-        return x
-    unknown = set(cfg) - set(JITTER_KEYS)
-    if unknown:
-        raise ValueError(
-            f'photometric_jitter: unknown keys {sorted(unknown)} (allowed: '
-            f'{JITTER_KEYS})'
-        )
-    if x.dim() != 4:
-        raise ValueError(f'photometric_jitter: x must be (B, C, H, W), got {x.shape}')
-    b = x.shape[0]
-
-    def draw(strength: float) -> Tensor:
-        u = torch.rand(b, 1, 1, 1, generator=generator).to(x)
-        return (2 * u - 1) * float(strength)
-
-    out = x
-    if cfg.get('brightness', 0):
-        out = out + draw(cfg['brightness'])
-    if cfg.get('contrast', 0):
-        mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        out = mean + (1 + draw(cfg['contrast'])) * (out - mean)
-    if cfg.get('saturation', 0):
-        grey = out.mean(dim=1, keepdim=True)
-        out = grey + (1 + draw(cfg['saturation'])) * (out - grey)
-    return out

@@ -52,8 +52,6 @@ class _Object:
     head: np.ndarray  # bool (H, W)
     head_full: int  # head pixel count without image clipping
     head_centre: Tuple[float, float]
-    head_radius: float
-    head_angle: float
 
 
 def _sample_object(
@@ -97,8 +95,6 @@ def _sample_object(
         head=head,
         head_full=full,
         head_centre=(hy, hx),
-        head_radius=r,
-        head_angle=head_ang,
     )
 
 

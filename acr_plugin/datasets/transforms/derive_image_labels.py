@@ -13,22 +13,18 @@ def image_labels_from_seg_map(
     seg_map: np.ndarray,
     num_classes: int,
     ignore_index: int = 255,
-    background_index: int = 0,
     source: Optional[str] = None,
 ) -> np.ndarray:
     """Multi-hot image-level labels of the foreground classes in a mask.
 
-    Segmentation ids run over ``0..num_classes`` (``num_classes`` foreground
-    classes plus the background ``background_index``). Foreground class ``k``
-    goes to position ``k - 1`` when ``k > background_index`` and to ``k``
-    otherwise, so with the usual ``background_index=0`` class ``k`` >= 1 is
+    Segmentation ids run over ``0..num_classes`` (background 0 and
+    ``num_classes`` foreground classes); foreground class ``k`` >= 1 is
     position ``k - 1``. ``ignore_index`` and the background are skipped.
 
     Args:
         seg_map (np.ndarray): Integer segmentation map of any shape.
         num_classes (int): Number of foreground classes ``C``.
         ignore_index (int): Label ignored. Defaults to 255.
-        background_index (int): Background label. Defaults to 0.
         source (str, optional): Name of the map (a file path) used in error
             messages. Defaults to None.
 
@@ -47,12 +43,12 @@ def image_labels_from_seg_map(
         raise ValueError(
             f'segmentation map{where} holds class ids {bad.tolist()} outside '
             f'0..{num_classes} (num_classes={num_classes} foreground classes '
-            f'+ background {background_index}, ignore {ignore_index}): check '
+            f'+ background 0, ignore {ignore_index}): check '
             'num_classes and the dataset'
         )
-    present = present[present != background_index].astype(np.int64)
+    present = present[present != 0].astype(np.int64)
     labels = np.zeros(num_classes, dtype=np.float32)
-    labels[np.where(present > background_index, present - 1, present)] = 1.0
+    labels[present - 1] = 1.0
     return labels
 
 
@@ -81,7 +77,6 @@ class DeriveImageLabels(BaseTransform):
         num_classes (int): Number of foreground classes ``C`` (20 for VOC,
             80 for COCO), i.e. the dataset's class count minus background.
         ignore_index (int): Label ignored when deriving. Defaults to 255.
-        background_index (int): Background label. Defaults to 0.
         allow_empty (bool): Accept images without any foreground class (an
             all-zero label). WSSS *training* needs at least one class per
             image (a background-only image teaches the classifier nothing
@@ -95,18 +90,12 @@ class DeriveImageLabels(BaseTransform):
         self,
         num_classes: int,
         ignore_index: int = 255,
-        background_index: int = 0,
         allow_empty: bool = True,
     ) -> None:
         if num_classes < 1:
             raise ValueError(f'num_classes must be >= 1, got {num_classes}')
-        if not 0 <= background_index <= num_classes:
-            raise ValueError(
-                f'background_index must lie in 0..{num_classes}, got {background_index}'
-            )
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.background_index = background_index
         self.allow_empty = allow_empty
 
     def transform(self, results: dict) -> dict:
@@ -140,7 +129,6 @@ class DeriveImageLabels(BaseTransform):
             seg_map,
             self.num_classes,
             ignore_index=self.ignore_index,
-            background_index=self.background_index,
             source=source,
         )
         if not self.allow_empty and not labels.any():
@@ -148,7 +136,7 @@ class DeriveImageLabels(BaseTransform):
             raise ValueError(
                 f'image {image} has no foreground label: its mask '
                 f'{results.get("seg_map_path") or "(in memory)"} holds only '
-                f'background ({self.background_index}) and ignore '
+                f'background (0) and ignore '
                 f'({self.ignore_index}) pixels. WSSS training needs at least '
                 'one class per image: remove it from the split list (or set '
                 'DeriveImageLabels(allow_empty=True))'
@@ -160,6 +148,5 @@ class DeriveImageLabels(BaseTransform):
         return (
             f'{self.__class__.__name__}(num_classes={self.num_classes}, '
             f'ignore_index={self.ignore_index}, '
-            f'background_index={self.background_index}, '
             f'allow_empty={self.allow_empty})'
         )

@@ -10,10 +10,9 @@ from mmseg.registry import TRANSFORMS
 
 from acr_plugin.structures import IMG_LABELS
 
-#: per-process cache: (abspath, mtime_ns, size, num_classes, format) -> labels
-_LABEL_FILE_CACHE: Dict[Tuple[str, int, int, int, str], Dict[str, np.ndarray]] = {}
+#: per-process cache: (abspath, mtime_ns, size, num_classes) -> labels
+_LABEL_FILE_CACHE: Dict[Tuple[str, int, int, int], Dict[str, np.ndarray]] = {}
 
-LABEL_FILE_FORMATS = ('auto', 'npy', 'txt')
 
 #: image names quoted in an error message before "and N more"
 MAX_NAMES_IN_ERRORS = 5
@@ -94,52 +93,35 @@ def _parse_txt(label_file: str, num_classes: int) -> Dict[str, np.ndarray]:
     return labels
 
 
-def read_image_label_file(
-    label_file: str, num_classes: int, file_format: str = 'auto'
-) -> Dict[str, np.ndarray]:
+def read_image_label_file(label_file: str, num_classes: int) -> Dict[str, np.ndarray]:
     """Read a label file into ``{image_key: float32 multi-hot (C,)}``.
 
     The result is cached per process (keyed by path, modification time, size,
-    ``num_classes`` and format), so every dataloader worker parses the file at
-    most once. Formats are described in :class:`LoadImageLabels`.
+    ``num_classes``), so every dataloader worker parses the file at most once.
+    The format follows the extension (``.npy``: ``npy``, anything else:
+    ``txt``); formats are described in :class:`LoadImageLabels`.
 
     Args:
         label_file (str): Path of the ``.npy`` or text label file.
         num_classes (int): Number of foreground classes ``C``.
-        file_format (str): ``'auto'`` (by extension: ``.npy`` -> ``'npy'``,
-            anything else -> ``'txt'``), ``'npy'`` or ``'txt'``.
-            Defaults to 'auto'.
 
     Returns:
         dict[str, np.ndarray]: Labels by image key (basename, no extension).
 
     Raises:
         FileNotFoundError: if ``label_file`` does not exist.
-        ValueError: on an unknown format, a vector of the wrong length or an
-            invalid class id.
+        ValueError: on a vector of the wrong length or an invalid class id.
     """
-    if file_format not in LABEL_FILE_FORMATS:
-        raise ValueError(
-            f'file_format must be one of {LABEL_FILE_FORMATS}, got "{file_format}"'
-        )
     if not osp.isfile(label_file):
         raise FileNotFoundError(
             f'image-level label file {label_file} does not exist (see '
             'docs/data_preparation.md, or derive the labels from the masks '
             'with DeriveImageLabels)'
         )
-    if file_format == 'auto':
-        file_format = 'npy' if label_file.endswith('.npy') else 'txt'
     stat = os.stat(label_file)
-    cache_key = (
-        osp.abspath(label_file),
-        stat.st_mtime_ns,
-        stat.st_size,
-        num_classes,
-        file_format,
-    )
+    cache_key = (osp.abspath(label_file), stat.st_mtime_ns, stat.st_size, num_classes)
     if cache_key not in _LABEL_FILE_CACHE:
-        parse = _parse_npy if file_format == 'npy' else _parse_txt
+        parse = _parse_npy if label_file.endswith('.npy') else _parse_txt
         _LABEL_FILE_CACHE[cache_key] = parse(label_file, num_classes)
     return _LABEL_FILE_CACHE[cache_key]
 
@@ -150,7 +132,8 @@ class LoadImageLabels(BaseTransform):
 
     The image key is the basename of ``img_path`` without extension
     (``.../2007_000032.jpg`` -> ``2007_000032``); keys in the file are
-    normalised the same way. Supported formats:
+    normalised the same way. Supported formats, chosen by the file's
+    extension (``.npy``: ``npy``, anything else: ``txt``):
 
     * ``npy``: the ToCo/AFA ``cls_labels.npy`` convention, a pickled dict
       ``{image_name: multi-hot array (C,)}`` saved with ``np.save`` and read
@@ -176,9 +159,6 @@ class LoadImageLabels(BaseTransform):
     Args:
         label_file (str): Path of the label file.
         num_classes (int): Number of foreground classes ``C``.
-        file_format (str): ``'auto'``, ``'npy'`` or ``'txt'``; ``'auto'``
-            picks ``npy`` for a ``.npy`` suffix and ``txt`` otherwise.
-            Defaults to 'auto'.
         allow_empty (bool): Accept images whose label has no foreground
             class. WSSS training needs at least one class per image, so the
             training pipelines of the base dataset configs set False (see
@@ -189,14 +169,12 @@ class LoadImageLabels(BaseTransform):
         self,
         label_file: str,
         num_classes: int,
-        file_format: str = 'auto',
         allow_empty: bool = True,
     ) -> None:
         self.label_file = label_file
         self.num_classes = num_classes
-        self.file_format = file_format
         self.allow_empty = allow_empty
-        self._labels = read_image_label_file(label_file, num_classes, file_format)
+        self._labels = read_image_label_file(label_file, num_classes)
 
     def check_images(
         self, img_paths: Sequence[str], source: str = 'the image list'
@@ -278,6 +256,5 @@ class LoadImageLabels(BaseTransform):
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}(label_file='{self.label_file}', "
-            f'num_classes={self.num_classes}, '
-            f"file_format='{self.file_format}', allow_empty={self.allow_empty})"
+            f'num_classes={self.num_classes}, allow_empty={self.allow_empty})'
         )

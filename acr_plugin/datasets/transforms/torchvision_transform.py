@@ -16,9 +16,11 @@ AUTO_AUGMENT_OPS = (v2.AutoAugment, v2.RandAugment, v2.TrivialAugmentWide, v2.Au
 #: ops that never move pixels but that torchvision would warn about on masks:
 #: they get the image alone, the maps are left unchanged
 IMAGE_ONLY_OPS = (v2.RandomErasing,)
+#: map value where a geometric op has no source pixel (mmseg's ignore index)
+SEG_FILL = 255
 
 
-def build_torchvision_op(cfg: dict, seg_fill: int = 255) -> nn.Module:
+def build_torchvision_op(cfg: dict) -> nn.Module:
     """Build one ``torchvision.transforms.v2`` op from a config dict.
 
     ``type`` names a class of ``torchvision.transforms.v2``; the other keys
@@ -26,12 +28,10 @@ def build_torchvision_op(cfg: dict, seg_fill: int = 255) -> nn.Module:
     ``'bicubic'``; resizing ops antialias unless ``antialias`` is given, as
     torchvision >= 0.17 does by default, on every torchvision). For ops with
     a ``fill`` argument the fill becomes a per-type dict: the configured value
-    (default 0) for the image and ``seg_fill`` for the segmentation maps.
+    (default 0) for the image and :data:`SEG_FILL` for the segmentation maps.
 
     Args:
         cfg (dict): e.g. ``dict(type='RandAugment', num_ops=2, magnitude=9)``.
-        seg_fill (int): Fill of the maps where a geometric op has no source
-            pixel. Defaults to 255 (mmseg's ignore index).
 
     Returns:
         nn.Module: The op.
@@ -65,7 +65,7 @@ def build_torchvision_op(cfg: dict, seg_fill: int = 255) -> nn.Module:
         image_fill = args.pop('fill', None)
         args['fill'] = {
             tv_tensors.Image: 0 if image_fill is None else image_fill,
-            tv_tensors.Mask: seg_fill,
+            tv_tensors.Mask: SEG_FILL,
         }
     return op_cls(**args)
 
@@ -107,7 +107,7 @@ class TorchvisionTransforms(BaseTransform):
     ``RandomErasing``). The ops run in order, each called once on the image
     together with every map of ``results['seg_fields']`` (as
     ``tv_tensors.Mask``), so random parameters are shared and geometric ops
-    move the maps with the image (nearest interpolation, ``seg_fill`` where
+    move the maps with the image (nearest interpolation, 255 (ignore) where
     there is no source pixel); photometric ops leave the maps unchanged.
 
     Colour order: ``results['img']`` is mmcv's HWC uint8 **BGR**. It is
@@ -135,8 +135,6 @@ class TorchvisionTransforms(BaseTransform):
             ``[dict(type='RandomResizedCrop', size=224, scale=(0.08, 1.0)),
             dict(type='RandAugment', num_ops=2, magnitude=9),
             dict(type='RandomErasing', p=0.25)]``.
-        seg_fill (int): Map value where a geometric op has no source pixel.
-            Defaults to 255 (ignore).
         drop_seg_maps (bool): Delete every map of ``seg_fields`` before the
             ops, for training pipelines that only use image-level labels
             (derived before this transform). Defaults to False.
@@ -145,7 +143,6 @@ class TorchvisionTransforms(BaseTransform):
     def __init__(
         self,
         transforms: Sequence[dict],
-        seg_fill: int = 255,
         drop_seg_maps: bool = False,
     ) -> None:
         super().__init__()
@@ -154,11 +151,8 @@ class TorchvisionTransforms(BaseTransform):
                 'TorchvisionTransforms: transforms must be a list of op '
                 f'configs, got {type(transforms).__name__}'
             )
-        self.ops: List[nn.Module] = [
-            build_torchvision_op(cfg, seg_fill) for cfg in transforms
-        ]
+        self.ops: List[nn.Module] = [build_torchvision_op(cfg) for cfg in transforms]
         self.transform_cfgs = [dict(cfg) for cfg in transforms]
-        self.seg_fill = seg_fill
         self.drop_seg_maps = drop_seg_maps
 
     def _maps(self, results: dict, shape: Tuple[int, int]) -> List[str]:
@@ -210,5 +204,5 @@ class TorchvisionTransforms(BaseTransform):
     def __repr__(self) -> str:
         return (
             f'{type(self).__name__}(transforms={self.transform_cfgs}, '
-            f'seg_fill={self.seg_fill}, drop_seg_maps={self.drop_seg_maps})'
+            f'drop_seg_maps={self.drop_seg_maps})'
         )

@@ -50,7 +50,7 @@ class IterationSeedHook(Hook):
     fast-forwarded without running the pipeline. Without this hook a resumed
     run therefore draws different augmentations (mmcv transforms use numpy's
     global RNG) and different random views (``ACRSegmentor`` rescale/crop
-    views and photometric jitter use torch's) from an uninterrupted one.
+    views use torch's) from an uninterrupted one.
 
     The hook reseeds Python ``random``, numpy and torch from
     ``(runner.seed, rank, iteration, stream)`` at points that both runs pass

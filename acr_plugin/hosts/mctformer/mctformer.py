@@ -74,14 +74,12 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
             ``num_prefix_tokens``.
         num_classes (int): Segmentation classes *including* background.
         version (str): ``'v2'`` (conv head, CAM-weighted maps) or ``'v1'``
-            (class tokens only). Defaults to ``'v2'``.
+            (class tokens only). Both train the class-token logits with
+            ``MultiLabelSoftMarginLoss`` (``loss_cls``), V2 its patch logits
+            too (``loss_cls_patch``). Defaults to ``'v2'``.
         attn_layers (int): ``K``, the last blocks whose class-to-patch
             attention forms the maps. Defaults to 3.
         refine (bool): Patch-affinity refinement. Defaults to True.
-        loss_token (dict, optional): Loss of the class-token logits.
-            Defaults to ``MultiLabelSoftMarginLoss`` logged as ``loss_cls``.
-        loss_patch (dict, optional): Loss of the V2 patch logits. Defaults
-            to ``MultiLabelSoftMarginLoss`` logged as ``loss_cls_patch``.
         train_cfg (dict, optional): Unused; kept for mmseg's interface.
         test_cfg (dict, optional): ``scales`` (default ``(1.0,)``), ``flip``
             (True: add the mirrored view's maps), ``flip_merge`` (``'sum'``,
@@ -102,8 +100,6 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
         version: str = 'v2',
         attn_layers: int = 3,
         refine: bool = True,
-        loss_token: OptConfigType = None,
-        loss_patch: OptConfigType = None,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
@@ -138,13 +134,12 @@ class MCTformer(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
                 self.embed_dim, self.num_fg_classes, 3, padding=1
             )
             self.loss_patch = MODELS.build(
-                loss_patch
-                or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls_patch')
+                dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls_patch')
             )
         else:
             self.patch_head = None
         self.loss_token = MODELS.build(
-            loss_token or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
+            dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
         )
 
     # ------------------------------------------------------------ features

@@ -152,9 +152,8 @@ class MultiClassTokenViT(TimmViT):
             ``depth``, ``drop_path_rate``, ...); ``class_token=False`` and
             ``reg_tokens`` are refused. Defaults to None.
         **kwargs: The other :class:`TimmViT` arguments (``img_size``,
-            ``out_indices``, ``out_norm``, ``dynamic_img_size``,
+            ``out_indices``, ``out_norm``,
             ``freeze_pos_embed``: the class entries of ``pos_embed`` too,
-            ``frozen_stages``: ``>= 0`` also freezes the class tokens,
             ``timm_pretrained``: the class token is replicated afterwards,
             ``pretrained``, ``init_cfg``). ``out_norm`` defaults to False as
             in :class:`TimmViT` (MCTformer reads the class tokens without it).
@@ -211,10 +210,9 @@ class MultiClassTokenViT(TimmViT):
         if pos_embed is not None:
             vit.pos_embed = nn.Parameter(pos_embed)
         vit.num_prefix_tokens = self.num_class_tokens
-        # the parameters were replaced: apply the freezing options again
+        # the parameter was replaced: apply freeze_pos_embed again
         if self.freeze_pos_embed:
             vit.pos_embed.requires_grad_(False)
-        self._freeze_stages()
 
     def _pos_prefix_entries(self, num_prefix: int) -> int:
         return 0 if getattr(self.vit, 'no_embed_class', False) else num_prefix
@@ -224,15 +222,6 @@ class MultiClassTokenViT(TimmViT):
     def cls_tokens(self) -> nn.Parameter:
         """The ``C`` class tokens ``(1, C, D)`` (``vit.cls_token``)."""
         return self.vit.cls_token
-
-    @property
-    def cls_pos_embed(self) -> Optional[Tensor]:
-        """Position embedding of the class tokens ``(1, C, D)`` (a view of
-        ``vit.pos_embed``), or None if the model has none for them."""
-        pos = self.vit.pos_embed
-        if pos is None or self._pos_prefix_entries(1) == 0:
-            return None
-        return pos[:, : self.num_class_tokens]
 
     # ----------------------------------------------------------- pretrained
     def convert_state_dict(

@@ -4,7 +4,7 @@ The projected class tokens of ``S`` student views are contrasted with those
 of ``G`` global views (EMA teacher, constants). In ToCo the students are the
 2 global views followed by the local crops, and both global views are always
 positive. ``e_jk = exp(<t_j, s_k> / T)`` on the projection head's raw outputs
-(they are not unit vectors; ``cosine=True`` L2-normalises both first). Per
+(they are not unit vectors, and are not normalised here, as in ToCo). Per
 image, with ``Pos`` / ``Neg`` its positive / negative students and ``n_j =
 sum_{n in Neg} e_jn``::
 
@@ -18,7 +18,6 @@ global views), kept whatever ``G`` is. Every image needs a positive student
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
 
@@ -58,7 +57,6 @@ def class_token_contrast(
     positive: Tensor,
     temperature: float,
     eps: float = 1e-4,
-    cosine: bool = False,
 ) -> Tensor:
     """CTC loss of student outputs against global-view teachers.
 
@@ -72,8 +70,6 @@ def class_token_contrast(
         temperature (float): Softmax temperature ``T`` (> 0).
         eps (float): Stabiliser of the ratios and of the ``|Pos|``
             normaliser. Defaults to 1e-4.
-        cosine (bool): L2-normalise student and teacher outputs first
-            (cosine logits). Defaults to False: raw dot products, as ToCo.
 
     Returns:
         Tensor: Scalar loss (batch mean).
@@ -94,9 +90,6 @@ def class_token_contrast(
             f'{positive.any(dim=1).logical_not().nonzero().flatten().tolist()}'
         )
     teacher = teacher.detach()
-    if cosine:
-        student = F.normalize(student, dim=-1)
-        teacher = F.normalize(teacher, dim=-1)
     logits = torch.bmm(teacher, student.transpose(1, 2)) / temperature  # (B, G, S)
     e = logits.exp()
 
@@ -125,8 +118,6 @@ class ClassTokenContrastLoss(nn.Module):
         loss_name (str): Log key; must start with ``loss_``. Defaults to
             ``'loss_ctc'``.
         eps (float): See :func:`class_token_contrast`. Defaults to 1e-4.
-        cosine (bool): Cosine logits instead of ToCo's raw dot products.
-            Defaults to False.
     """
 
     def __init__(
@@ -135,7 +126,6 @@ class ClassTokenContrastLoss(nn.Module):
         temperature: float = 0.5,
         loss_name: str = 'loss_ctc',
         eps: float = 1e-4,
-        cosine: bool = False,
     ) -> None:
         super().__init__()
         if not loss_name.startswith('loss_'):
@@ -150,7 +140,6 @@ class ClassTokenContrastLoss(nn.Module):
         self.loss_weight = loss_weight
         self.temperature = temperature
         self.eps = eps
-        self.cosine = cosine
         self._loss_name = loss_name
 
     def forward(
@@ -158,7 +147,7 @@ class ClassTokenContrastLoss(nn.Module):
     ) -> Tensor:
         """Weighted CTC; ``(B, S, K)`` student, ``(B, G, K)`` teacher."""
         return self.loss_weight * class_token_contrast(
-            student, teacher, positive, self.temperature, self.eps, self.cosine
+            student, teacher, positive, self.temperature, self.eps
         )
 
     @property

@@ -115,20 +115,6 @@ class CTCProjectionHead(BaseModule):
         weight = F.normalize(branch['last_layer'].weight, dim=1)  # g = 1
         return F.linear(z, weight)
 
-    def forward_bottleneck(self, x: Tensor, teacher: bool = False) -> Tensor:
-        """L2-normalised bottleneck features ``(N, bottleneck_channels)``.
-
-        Args:
-            x (Tensor): ``(N, in_channels)`` inputs.
-            teacher (bool): Use the teacher (under ``no_grad``).
-                Defaults to False.
-        """
-        self._check_input(x)
-        if teacher:
-            with torch.no_grad():
-                return self._bottleneck(self.teacher, x).detach()
-        return self._bottleneck(self.student, x)
-
     def forward(self, x: Tensor) -> Tensor:
         """Student output ``(N, out_channels)`` of ``(N, in_channels)`` inputs."""
         self._check_input(x)

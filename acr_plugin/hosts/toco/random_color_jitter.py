@@ -1,7 +1,5 @@
 """Photometric augmentation of ToCo's main view, as a pipeline transform."""
 
-from typing import Sequence, Tuple
-
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
@@ -46,9 +44,8 @@ class RandomColorJitter(BaseTransform):
         prob (float): Probability of the colour jitter. Defaults to 0.8.
         gray_prob (float): Probability of the grayscale conversion.
             Defaults to 0.2.
-        blur_prob (float): Probability of the Gaussian blur. Defaults to 0.0.
-        blur_sigma (Sequence[float]): Range of the blur's sigma in pixels.
-            Defaults to ``(0.1, 2.0)``.
+        blur_prob (float): Probability of the Gaussian blur (sigma drawn
+            from ``U(0.1, 2.0)`` pixels, as ToCo). Defaults to 0.0.
     """
 
     def __init__(
@@ -60,7 +57,6 @@ class RandomColorJitter(BaseTransform):
         prob: float = 0.8,
         gray_prob: float = 0.2,
         blur_prob: float = 0.0,
-        blur_sigma: Sequence[float] = (0.1, 2.0),
     ) -> None:
         for name, value in (
             ('prob', prob),
@@ -77,12 +73,6 @@ class RandomColorJitter(BaseTransform):
                 f'brightness={brightness}, contrast={contrast}, '
                 f'saturation={saturation}, hue={hue}'
             )
-        sigma: Tuple[float, ...] = tuple(float(s) for s in blur_sigma)
-        if len(sigma) != 2 or not 0 < sigma[0] <= sigma[1]:
-            raise ValueError(
-                f'RandomColorJitter: blur_sigma must be a (min, max) pair of '
-                f'positive numbers, got {blur_sigma}'
-            )
         self.brightness = brightness
         self.contrast = contrast
         self.saturation = saturation
@@ -90,7 +80,6 @@ class RandomColorJitter(BaseTransform):
         self.prob = prob
         self.gray_prob = gray_prob
         self.blur_prob = blur_prob
-        self.blur_sigma = sigma
 
     def transform(self, results: dict) -> dict:
         """Augment ``results['img']`` in place of the original.
@@ -129,9 +118,7 @@ class RandomColorJitter(BaseTransform):
             generator=generator,
         )
         x = random_grayscale(x, p=self.gray_prob, generator=generator)
-        x = gaussian_blur(
-            x, p=self.blur_prob, sigma=self.blur_sigma, generator=generator
-        )
+        x = gaussian_blur(x, p=self.blur_prob, generator=generator)
         out = x[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
         results['img'] = np.ascontiguousarray(out.transpose(1, 2, 0)[:, :, ::-1])
         return results
@@ -141,5 +128,5 @@ class RandomColorJitter(BaseTransform):
             f'{self.__class__.__name__}(brightness={self.brightness}, '
             f'contrast={self.contrast}, saturation={self.saturation}, '
             f'hue={self.hue}, prob={self.prob}, gray_prob={self.gray_prob}, '
-            f'blur_prob={self.blur_prob}, blur_sigma={self.blur_sigma})'
+            f'blur_prob={self.blur_prob})'
         )

@@ -46,20 +46,16 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
             ``VisionTransformer`` with ``output_cls_token=True``).
         num_classes (int): Segmentation classes *including* background, as in
             mmseg (the classifiers have ``num_classes - 1`` outputs).
-        feature_index (int): Which backbone output the classifiers read.
-            Defaults to -1.
-        token_head (bool): Linear classifier on prefix token 0. Defaults to
-            True.
+        token_head (bool): Linear classifier on prefix token 0 of the last
+            backbone output (``MultiLabelSoftMarginLoss`` logged as
+            ``loss_cls``). Defaults to True.
         patch_head (dict, optional): ``dict(pool='max'|'avg'|'topk',
             topk=0.1)`` adds a bias-free 1x1-conv classifier on the patch
-            tokens with global pooling. Defaults to None.
+            tokens with global pooling (``MultiLabelSoftMarginLoss`` logged
+            as ``loss_cls_patch``). Defaults to None.
         cam_source (str): ``'patch'`` (the patch head's weights) or ``'token'``
             (the token classifier's weights applied to patch tokens). Defaults
             to ``'token'``.
-        loss_token (dict, optional): Loss of the token classifier. Defaults
-            to ``MultiLabelSoftMarginLoss`` logged as ``loss_cls``.
-        loss_patch (dict, optional): Loss of the patch classifier. Defaults
-            to ``MultiLabelSoftMarginLoss`` logged as ``loss_cls_patch``.
         train_cfg (dict, optional): Unused; kept for mmseg's interface.
         test_cfg (dict, optional): CAM inference: ``scales`` (default
             ``(1.0,)``), ``flip`` (True), ``flip_merge`` (``'max'``),
@@ -74,12 +70,9 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
         self,
         backbone: ConfigType,
         num_classes: int,
-        feature_index: int = -1,
         token_head: bool = True,
         patch_head: Optional[dict] = None,
         cam_source: str = 'token',
-        loss_token: OptConfigType = None,
-        loss_patch: OptConfigType = None,
         train_cfg: OptConfigType = None,
         test_cfg: OptConfigType = None,
         data_preprocessor: OptConfigType = None,
@@ -98,7 +91,6 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
             raise ValueError('cam_source="patch" needs a patch_head')
         if cam_source == 'token' and not token_head:
             raise ValueError('cam_source="token" needs token_head=True')
-        self.feature_index = feature_index
         self.cam_source = cam_source
         embed_dim = self.embed_dim
         self.token_classifier = (
@@ -111,22 +103,20 @@ class ViTCAM(ImageLevelLossMixin, CAMPredictionMixin, WSSSClassifier):
                 embed_dim, self.num_fg_classes, 1, bias=False
             )
             self.loss_patch = MODELS.build(
-                loss_patch
-                or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls_patch')
+                dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls_patch')
             )
         else:
             self.patch_classifier = None
         if token_head:
             self.loss_token = MODELS.build(
-                loss_token
-                or dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
+                dict(type='MultiLabelSoftMarginLoss', loss_name='loss_cls')
             )
 
     # ------------------------------------------------------------ features
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
-        """``(patch_map (B, D, h, w), prefix_tokens (B, P, D) or None)``."""
-        outs = self.backbone(inputs)
-        return split_vit_output(outs[self.feature_index])
+        """``(patch_map (B, D, h, w), prefix_tokens (B, P, D) or None)`` of the
+        last backbone output."""
+        return split_vit_output(self.backbone(inputs)[-1])
 
     def forward_outputs(self, inputs: Tensor) -> Dict[str, Tensor]:
         """Everything a training step (and the ACR wrapper) needs.

@@ -32,10 +32,12 @@ class TimmViT(BaseModule):
     """A timm Vision Transformer as an mmseg backbone, with prefix tokens.
 
     The model is built by ``timm.create_model(model_name, pretrained=False,
-    num_classes=0, img_size=img_size, dynamic_img_size=dynamic_img_size,
-    **model_kwargs)`` and kept in ``self.vit``; the forward pass calls its
-    modules (``patch_embed``, ``_pos_embed``, ``patch_drop``, ``norm_pre``,
-    ``blocks``, ``norm``) in timm's order, so attention modules stay reachable
+    num_classes=0, img_size=img_size, dynamic_img_size=True, **model_kwargs)``
+    and kept in ``self.vit``. timm's dynamic mode accepts any input size
+    (non-square too): the position embedding is resampled to the input's token
+    grid. The forward pass calls its modules (``patch_embed``, ``_pos_embed``,
+    ``patch_drop``, ``norm_pre``, ``blocks``, ``norm``) in timm's order, so
+    attention modules stay reachable
     as ``blocks[i].attn`` for hooks and ``fused_attn`` is left as timm set it.
 
     Every block always runs (even those after the last out index) so that
@@ -76,15 +78,8 @@ class TimmViT(BaseModule):
         out_norm (bool | Sequence[bool]): Apply the final ``norm`` to the
             returned tokens, for all outputs or one flag per out index.
             Defaults to False.
-        dynamic_img_size (bool): Accept any input size (non-square too): the
-            position embedding is resampled to the input's token grid by
-            timm's dynamic mode. Defaults to True.
         freeze_pos_embed (bool): Exclude ``pos_embed`` from training.
             Defaults to False.
-        frozen_stages (int): ``-1`` trains everything; ``0`` freezes the
-            patch embedding, prefix tokens and position embedding; ``k > 0``
-            also freezes (and keeps in eval mode) ``blocks[:k]``.
-            Defaults to -1.
         timm_pretrained (bool): Let timm download its own pretrained weights
             while building (needs network). Defaults to False.
         pretrained (str, optional): Checkpoint path, shortcut for
@@ -108,9 +103,7 @@ class TimmViT(BaseModule):
         model_kwargs: Optional[Dict[str, Any]] = None,
         out_indices: Union[int, Sequence[int]] = (-1,),
         out_norm: Union[bool, Sequence[bool]] = False,
-        dynamic_img_size: bool = True,
         freeze_pos_embed: bool = False,
-        frozen_stages: int = -1,
         timm_pretrained: bool = False,
         pretrained: Optional[str] = None,
         init_cfg: Union[dict, List[dict], None] = None,
@@ -131,8 +124,8 @@ class TimmViT(BaseModule):
         if clashes:
             raise ValueError(
                 f'TimmViT: model_kwargs must not contain {clashes}; use the '
-                'TimmViT arguments (img_size, dynamic_img_size, '
-                'timm_pretrained) instead'
+                'TimmViT arguments (img_size, timm_pretrained) instead; '
+                'dynamic_img_size is always True'
             )
         self.model_name = model_name
         self.vit = timm.create_model(
@@ -140,7 +133,7 @@ class TimmViT(BaseModule):
             pretrained=timm_pretrained,
             num_classes=0,
             img_size=img_size,
-            dynamic_img_size=dynamic_img_size,
+            dynamic_img_size=True,
             **model_kwargs,
         )
         for name in ('patch_embed', 'blocks', 'norm', '_pos_embed'):
@@ -155,7 +148,6 @@ class TimmViT(BaseModule):
                 'TimmViT: patch_drop_rate > 0 drops patch tokens, so the '
                 'outputs could not be reshaped to the token grid'
             )
-        self.dynamic_img_size = dynamic_img_size
 
         self.out_indices = self._normalise_indices(out_indices)
         if isinstance(out_norm, bool):
@@ -176,13 +168,6 @@ class TimmViT(BaseModule):
                 )
             self.vit.pos_embed.requires_grad_(False)
         self.freeze_pos_embed = freeze_pos_embed
-        if not -1 <= frozen_stages <= self.num_layers:
-            raise ValueError(
-                f'TimmViT: frozen_stages must be in [-1, {self.num_layers}], '
-                f'got {frozen_stages}'
-            )
-        self.frozen_stages = frozen_stages
-        self._freeze_stages()
 
     # ------------------------------------------------------------------ info
     @property
@@ -265,40 +250,12 @@ class TimmViT(BaseModule):
             )
         return tuple(result)
 
-    # ---------------------------------------------------------------- freeze
-    def _frozen_modules(self) -> List[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        return [self.vit.patch_embed, self.vit.norm_pre] + list(
-            self.vit.blocks[: self.frozen_stages]
-        )
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        for name in ('cls_token', 'reg_token', 'dist_token', 'pos_embed'):
-            param = getattr(self.vit, name, None)
-            if isinstance(param, nn.Parameter):
-                param.requires_grad_(False)
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> 'TimmViT':
-        """Set train mode, keeping frozen stages in eval mode."""
-        super().train(mode)
-        if mode:
-            for module in self._frozen_modules():
-                module.eval()
-        return self
-
     # --------------------------------------------------------------- forward
     def embed_tokens(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
         """Token embedding stage: patches, prefix tokens, position embedding.
 
         Runs timm's ``patch_embed``, ``_pos_embed`` (prefix tokens and the
-        position embedding, resampled to the input's grid in dynamic mode),
+        position embedding, resampled to the input's grid by dynamic mode),
         ``patch_drop`` and ``norm_pre``. Subclasses with other prefix tokens
         override this method.
 
@@ -311,16 +268,13 @@ class TimmViT(BaseModule):
         """
         vit = self.vit
         tokens = vit.patch_embed(x)
-        if tokens.dim() == 4:  # dynamic mode: NHWC, flattened by _pos_embed
-            gh, gw = tokens.shape[1], tokens.shape[2]
-        else:
-            gh, gw = vit.patch_embed.grid_size
-            if tokens.shape[1] != gh * gw:
-                raise ValueError(
-                    f'TimmViT: input {tuple(x.shape[-2:])} gives '
-                    f'{tokens.shape[1]} tokens but {self.model_name!r} was '
-                    f'built for a {gh}x{gw} grid; use dynamic_img_size=True'
-                )
+        if tokens.dim() != 4:
+            raise TypeError(
+                f'TimmViT: the patch embedding of {self.model_name!r} returned '
+                f"{tuple(tokens.shape)}, not the (B, gh, gw, D) map of timm's "
+                'dynamic mode'
+            )
+        gh, gw = tokens.shape[1], tokens.shape[2]  # NHWC, flattened by _pos_embed
         tokens = vit._pos_embed(tokens)
         tokens = vit.patch_drop(tokens)
         tokens = vit.norm_pre(tokens)

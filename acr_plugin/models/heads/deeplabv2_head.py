@@ -69,8 +69,6 @@ class DeepLabV2Head(BaseDecodeHead):
         dilations (Sequence[int]): Dilation (and padding) of each branch, one
             3x3 conv per entry; positive ints. Defaults to ``(6, 12, 18, 24)``
             (DeepLab-V2 ASPP-L).
-        bias (bool): Biases in the branch convs. Defaults to True (as
-            DeepLab-V2).
         **kwargs: ``BaseDecodeHead`` arguments (``in_channels``,
             ``num_classes``, ``in_index``, ``loss_decode``, ...). ``channels``
             may be left out (it is ``in_channels``); ``dropout_ratio``
@@ -80,7 +78,6 @@ class DeepLabV2Head(BaseDecodeHead):
     def __init__(
         self,
         dilations: Sequence[int] = (6, 12, 18, 24),
-        bias: bool = True,
         **kwargs,
     ) -> None:
         dilations = check_dilations(dilations)
@@ -109,7 +106,6 @@ class DeepLabV2Head(BaseDecodeHead):
                 kernel_size=3,
                 padding=d,
                 dilation=d,
-                bias=bias,
             )
             for d in dilations
         )

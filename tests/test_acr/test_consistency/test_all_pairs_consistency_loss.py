@@ -243,13 +243,12 @@ def test_distances_match_direct_formulas(distance):
     torch.testing.assert_close(terms['loss_acr_aff'], torch.stack(aff_vals).mean())
 
 
-@pytest.mark.parametrize('cam_norm', ['max', 'none'])
-def test_cam_term_matches_reference(cam_norm):
+def test_cam_term_matches_reference():
     gen = torch.Generator().manual_seed(14)
     cams1 = torch.randn(2, 4, 3, 5, generator=gen)
     cams2 = torch.randn(2, 4, 3, 5, generator=gen)
     attn = random_attention(1, 2, 2, 1 + 15)
-    loss = build(cam_weight=3.0, cam_norm=cam_norm, loss_weight=2.0)
+    loss = build(cam_weight=3.0, loss_weight=2.0)
     terms = loss.forward_terms(attn, attn, flip_alignment(3, 5), cams1, cams2)
     assert set(terms) == {'loss_acr_cls', 'loss_acr_aff', 'loss_acr_cam'}
 
@@ -257,9 +256,8 @@ def test_cam_term_matches_reference(cam_norm):
     for b in range(2):
         for c in range(4):
             m1, m2 = cams1[b, c], cams2[b, c]
-            if cam_norm == 'max':
-                m1 = m1.clamp(min=0) / (m1.max().clamp(min=0) + 1e-5)
-                m2 = m2.clamp(min=0) / (m2.max().clamp(min=0) + 1e-5)
+            m1 = m1.clamp(min=0) / (m1.max().clamp(min=0) + 1e-5)
+            m2 = m2.clamp(min=0) / (m2.max().clamp(min=0) + 1e-5)
             total += (m1 - m2.flip(-1)).abs().mean().item()
     expected = 2.0 * 3.0 * total / 8
     assert abs(terms['loss_acr_cam'].item() - expected) < 1e-5
@@ -267,10 +265,11 @@ def test_cam_term_matches_reference(cam_norm):
 
 def test_cam_term_uses_valid_mask():
     cams1 = torch.rand(1, 2, 3, 4)
+    cams1[..., 1, 1] = 2.0  # inside the crop: the maximum of both views
     cams2 = cams1[..., 1:3, 1:4].clone()  # the crop, exactly consistent
-    cams1[..., 0, :] = 5.0  # outside the crop: ignored (norm='none')
+    cams1[..., 0, :] = 1.5  # outside the crop (row 0, column 0): ignored
     alignment = crop_alignment((3, 4), (2, 3), (1, 1))
-    loss = build(cls_weight=0.0, aff_weight=0.0, cam_weight=1.0, cam_norm='none')
+    loss = build(cls_weight=0.0, aff_weight=0.0, cam_weight=1.0)
     attn1, attn2 = random_attention(1, 1, 1, 13), random_attention(1, 1, 1, 7)
     assert loss(attn1, attn2, alignment, cams1, cams2).item() == 0.0
 

@@ -27,7 +27,6 @@ def test_shapes_and_structure():
     x = inputs()
     assert head(x).shape == (5, 10)
     assert head.forward_teacher(x).shape == (5, 10)
-    assert head.forward_bottleneck(x).shape == (5, 4)
     linears = [m for m in head.student['mlp'] if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [
         (8, 16),
@@ -47,8 +46,6 @@ def test_shapes_and_structure():
 def test_output_is_unit_bottleneck_times_unit_rows():
     head = build()
     x = inputs()
-    z = head.forward_bottleneck(x)
-    torch.testing.assert_close(z.norm(dim=1), torch.ones(5))
     # manual: MLP -> L2 norm -> rows of v divided by their norms (g = 1)
     mlp_out = head.student['mlp'](x)
     v = head.student['last_layer'].weight

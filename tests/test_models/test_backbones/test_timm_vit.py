@@ -250,14 +250,6 @@ def test_dynamic_pos_embed_is_bicubic_resize_of_grid():
     torch.testing.assert_close(prefix, ref[-1][:, :1], atol=1e-4, rtol=1e-4)
 
 
-def test_static_size_rejects_other_inputs():
-    model = tiny_vit(dynamic_img_size=False).eval()
-    ((patch_map, _),) = model(torch.rand(1, 3, 32, 32))
-    assert patch_map.shape == (1, 32, 4, 4)
-    with pytest.raises((AssertionError, ValueError)):
-        model(torch.rand(1, 3, 48, 32))
-
-
 def test_tiny_hybrid_true_grid():
     model = TimmViT(
         'vit_tiny_r_s16_p8_224',
@@ -280,18 +272,6 @@ def test_freeze_pos_embed():
     assert model.vit.pos_embed.grad is None
     assert model.vit.cls_token.grad is not None
     assert model.vit.patch_embed.proj.weight.grad is not None
-
-
-def test_frozen_stages():
-    model = tiny_vit(frozen_stages=1)
-    model.train()
-    assert not model.vit.patch_embed.proj.weight.requires_grad
-    assert not model.vit.cls_token.requires_grad
-    assert not any(p.requires_grad for p in model.blocks[0].parameters())
-    assert all(p.requires_grad for p in model.blocks[1].parameters())
-    assert not model.blocks[0].training and model.blocks[1].training
-    with pytest.raises(ValueError, match='frozen_stages'):
-        tiny_vit(frozen_stages=4)
 
 
 # ----------------------------------------------------- conversion functions

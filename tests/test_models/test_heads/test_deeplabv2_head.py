@@ -63,7 +63,6 @@ def test_structure_and_init():
     # no other parameters: the branches are the whole head
     names = {name for name, _ in head.named_parameters()}
     assert names == {f'conv_seg.{i}.{p}' for i in range(4) for p in ('weight', 'bias')}
-    assert all(b.bias is None for b in build(bias=False).conv_seg)
     assert [b.dilation[0] for b in build(dilations=[2, 3]).conv_seg] == [2, 3]
 
 
