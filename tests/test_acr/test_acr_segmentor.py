@@ -1,5 +1,6 @@
 import copy
 import logging
+import os.path as osp
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from acr_plugin.acr import acr_segmentor
 from acr_plugin.acr.attention.attention_capture import AttentionCapture
 from acr_plugin.acr.views.token_alignment import flip_alignment
 from acr_plugin.hosts.vit_cam.vit_cam import ViTCAM
+from tests.scripts import ROOT
 
 ACR_CFG = 'configs/acr/acr_vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
 BASE_CFG = 'configs/vit_cam/vit-cam_tiny-p8_1xb64-600it_synthetic-64x64.py'
@@ -262,3 +264,38 @@ def test_the_outer_data_preprocessor_serves_a_model_without_one(tmp_path, monkey
     # the shipped configs (inner equal to the file-level one) log nothing
     _runner_model(Config.fromfile(ACR_CFG), tmp_path, 'same_preprocessor')
     assert not [msg for msg, _ in logged if 'data_preprocessor' in msg]
+
+
+ACR = osp.join(ROOT, ACR_CFG)
+
+
+# ---------------------------------------------------------- ACR misuse
+def _labels(n):
+    out = []
+    for _ in range(n):
+        sample = SegDataSample()
+        sample.img_labels = torch.tensor([1.0, 0, 0, 0, 0, 0])
+        sample.set_metainfo(dict(img_shape=(64, 64), ori_shape=(64, 64)))
+        out.append(sample)
+    return out
+
+
+def test_acr_around_a_module_without_attention_names_it():
+    cfg = Config.fromfile(ACR).model.to_dict()
+    cfg['capture_module'] = 'backbone.vit.patch_embed'
+    model = MODELS.build(cfg)
+    with pytest.raises(ValueError, match=r'PatchEmbed has no attention module'):
+        model.loss(torch.randn(1, 3, 64, 64), _labels(1))
+    cfg['capture_module'] = 'backbone.no_such_part'
+    with pytest.raises(AttributeError, match='no_such_part.*capture_module'):
+        MODELS.build(cfg)
+
+
+@pytest.mark.parametrize('layers', [[4], [0, -5]])
+def test_acr_layers_beyond_the_depth_name_the_layer(layers):
+    cfg = Config.fromfile(ACR).model.to_dict()
+    cfg['capture'] = dict(layers=layers)
+    model = MODELS.build(cfg)
+    bad = layers[-1]
+    with pytest.raises(IndexError, match=rf'layer {bad} is out of range.* 4 attention'):
+        model.loss(torch.randn(1, 3, 64, 64), _labels(1))

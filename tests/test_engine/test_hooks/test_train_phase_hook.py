@@ -1,13 +1,11 @@
-"""TrainPhaseHook (loss-weight schedule) and MomentumTeacherHook."""
+"""TrainPhaseHook: the loss-weight and label-source schedule by iteration."""
 
 from types import SimpleNamespace
 
 import pytest
-import torch
 import torch.nn as nn
 
 from acr_plugin.engine.hooks import TrainPhaseHook, phase_at
-from acr_plugin.hosts.toco import MomentumTeacherHook
 
 PHASES = [
     dict(
@@ -84,28 +82,3 @@ def test_hooks_refuse_models_without_the_method():
     runner = SimpleNamespace(model=nn.Linear(2, 2), iter=0)
     with pytest.raises(TypeError, match='set_train_phase'):
         TrainPhaseHook([dict(begin=0)]).before_train(runner)
-    with pytest.raises(TypeError, match='momentum_update'):
-        MomentumTeacherHook().before_train(runner)
-    with pytest.raises(ValueError, match='momentum'):
-        MomentumTeacherHook(momentum=1.5)
-
-
-def test_momentum_teacher_hook_updates_once_per_iteration():
-    from acr_plugin.hosts.toco import CTCProjectionHead
-
-    head = CTCProjectionHead(
-        in_channels=4, hidden_channels=8, bottleneck_channels=4, out_channels=6
-    )
-    head.init_weights()
-    with torch.no_grad():
-        for p in head.student.parameters():
-            p.add_(1.0)
-    before = [p.clone() for p in head.teacher.parameters()]
-    student = [p.clone() for p in head.student.parameters()]
-    model = nn.ModuleDict(dict(inner=nn.ModuleDict(dict(head=head))))
-    hook = MomentumTeacherHook(momentum=0.9)
-    runner = SimpleNamespace(model=model, iter=0)
-    hook.before_train(runner)
-    hook.after_train_iter(runner, 0)
-    for t0, s, t1 in zip(before, student, head.teacher.parameters()):
-        torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * s)

@@ -188,3 +188,32 @@ def test_resume_from_the_state_dict_continues_the_reference():
     # SGD without momentum has no state: the optimiser resumes trivially
     teachers_b += _run_hook(resumed, batches[3:], start_iter=3)
     _assert_same(teachers_a, teachers_b, model_a, resumed)
+
+
+def test_momentum_teacher_hook_updates_once_per_iteration():
+    from acr_plugin.hosts.toco import CTCProjectionHead
+
+    head = CTCProjectionHead(
+        in_channels=4, hidden_channels=8, bottleneck_channels=4, out_channels=6
+    )
+    head.init_weights()
+    with torch.no_grad():
+        for p in head.student.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in head.teacher.parameters()]
+    student = [p.clone() for p in head.student.parameters()]
+    model = nn.ModuleDict(dict(inner=nn.ModuleDict(dict(head=head))))
+    hook = MomentumTeacherHook(momentum=0.9)
+    runner = SimpleNamespace(model=model, iter=0)
+    hook.before_train(runner)
+    hook.after_train_iter(runner, 0)
+    for t0, s, t1 in zip(before, student, head.teacher.parameters()):
+        torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * s)
+
+
+def test_hook_refuses_models_without_the_method():
+    runner = SimpleNamespace(model=nn.Linear(2, 2), iter=0)
+    with pytest.raises(TypeError, match='momentum_update'):
+        MomentumTeacherHook().before_train(runner)
+    with pytest.raises(ValueError, match='momentum'):
+        MomentumTeacherHook(momentum=1.5)

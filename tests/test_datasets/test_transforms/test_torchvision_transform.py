@@ -1,3 +1,5 @@
+"""TorchvisionTransforms: torchvision v2 ops on BGR images with their label maps."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Tests of the WSSS transforms: DeriveImageLabels, LoadImageLabels, PackWSSSInputs."""
+"""PackWSSSInputs: image labels packed, pixel labels dropped unless asked."""
 
 import os
 import os.path as osp
@@ -12,138 +12,9 @@ from mmengine.structures import BaseDataElement, PixelData
 from mmseg.registry import DATASETS, TRANSFORMS
 
 import acr_plugin  # noqa: F401 (registration)
-from acr_plugin.datasets.transforms import (
-    DeriveImageLabels,
-    LoadImageLabels,
-    PackWSSSInputs,
-)
-from acr_plugin.datasets.transforms.derive_image_labels import (
-    image_labels_from_seg_map,
-)
-from acr_plugin.datasets.transforms.load_image_labels import read_image_label_file
+from acr_plugin.datasets.transforms import PackWSSSInputs
 from acr_plugin.structures import IMG_LABELS, PART_MAP
-
-
-def _reference_labels(seg_map, num_classes):
-    """Independent reference: loop over the classes, position k-1."""
-    return np.array(
-        [float((seg_map == k).any()) for k in range(1, num_classes + 1)],
-        dtype=np.float32,
-    )
-
-
-# ----------------------------------------------------------- DeriveImageLabels
-def test_image_labels_from_seg_map_matches_reference():
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        seg = rng.choice([0, 1, 4, 7, 20, 255], size=(9, 11)).astype(np.uint8)
-        np.testing.assert_array_equal(
-            image_labels_from_seg_map(seg, 20), _reference_labels(seg, 20)
-        )
-
-
-def test_derive_image_labels_transform():
-    seg = np.zeros((6, 8), dtype=np.uint8)
-    seg[1:3, 1:3] = 3
-    seg[4:, 6:] = 20
-    seg[0, :] = 255
-    transform = TRANSFORMS.build(dict(type='DeriveImageLabels', num_classes=20))
-    out = transform(dict(gt_seg_map=seg, ori_shape=(6, 8), seg_map_path='a.png'))
-    labels = out[IMG_LABELS]
-    assert labels.dtype == np.float32 and labels.shape == (20,)
-    assert np.flatnonzero(labels).tolist() == [2, 19]
-    # background-only and ignore-only maps give no label
-    seg[:] = 0
-    seg[2, 2] = 255
-    out = transform(dict(gt_seg_map=seg))
-    assert not out[IMG_LABELS].any()
-
-
-def test_derive_image_labels_errors():
-    transform = DeriveImageLabels(num_classes=20)
-    with pytest.raises(KeyError, match='LoadAnnotations.*x.jpg|x.jpg.*LoadAnn'):
-        transform(dict(img_path='x.jpg'))
-    bad = np.full((4, 4), 21, dtype=np.uint8)
-    with pytest.raises(ValueError, match=r'bad_mask\.png.*\[21\]'):
-        transform(dict(gt_seg_map=bad, seg_map_path='bad_mask.png'))
-    # a cropped mask no longer describes the whole image
-    with pytest.raises(ValueError, match='before any geometric transform'):
-        transform(
-            dict(
-                gt_seg_map=np.zeros((4, 4), np.uint8),
-                ori_shape=(8, 8),
-                img_path='crop.jpg',
-            )
-        )
-    with pytest.raises(ValueError):
-        DeriveImageLabels(num_classes=0)
-
-
-# ------------------------------------------------------------- LoadImageLabels
-def _write_label_files(tmp_path):
-    table = {
-        '2007_000032': np.eye(20, dtype=np.uint8)[[0, 14]].sum(0),
-        '2007_000039': np.eye(20, dtype=np.uint8)[19],
-        'empty_image': np.zeros(20, dtype=np.uint8),
-    }
-    npy = str(tmp_path / 'cls_labels.npy')
-    np.save(npy, table)
-    txt = str(tmp_path / 'cls_labels.txt')
-    with open(txt, 'w') as f:
-        f.write('# name then foreground ids\n')
-        f.write('2007_000032 1 15\n\n')
-        f.write('JPEGImages/2007_000039.jpg 20\n')
-        f.write('empty_image\n')
-    return table, npy, txt
-
-
-def test_load_image_labels_npy_and_txt_agree(tmp_path):
-    table, npy, txt = _write_label_files(tmp_path)
-    for label_file in (npy, txt):
-        transform = TRANSFORMS.build(
-            dict(type='LoadImageLabels', label_file=label_file, num_classes=20)
-        )
-        for name, expected in table.items():
-            img_path = osp.join('data', 'JPEGImages', name + '.jpg')
-            out = transform(dict(img_path=img_path))
-            assert out[IMG_LABELS].dtype == np.float32
-            np.testing.assert_array_equal(out[IMG_LABELS], expected.astype(np.float32))
-    # the returned vectors are copies: a pipeline may not corrupt the cache
-    out = transform(dict(img_path='2007_000032.jpg'))
-    out[IMG_LABELS][:] = 7
-    again = transform(dict(img_path='2007_000032.jpg'))
-    assert set(again[IMG_LABELS].tolist()) == {0.0, 1.0}
-
-
-def test_load_image_labels_cached_per_process(tmp_path):
-    _, npy, _ = _write_label_files(tmp_path)
-    first = read_image_label_file(npy, 20)
-    assert read_image_label_file(npy, 20) is first
-    # a rewritten file is read again
-    np.save(npy, {'only': np.ones(20)})
-    os.utime(npy, ns=(1, 10**9))
-    assert set(read_image_label_file(npy, 20)) == {'only'}
-
-
-def test_load_image_labels_errors(tmp_path):
-    _, npy, txt = _write_label_files(tmp_path)
-    transform = LoadImageLabels(npy, num_classes=20)
-    with pytest.raises(KeyError, match=r'not_listed.*cls_labels\.npy'):
-        transform(dict(img_path='JPEGImages/not_listed.jpg'))
-    missing = str(tmp_path / 'nope.npy')
-    with pytest.raises(FileNotFoundError, match='nope.npy'):
-        LoadImageLabels(missing, num_classes=20)
-    # wrong length: the file holds 20-vectors, the config says 21
-    with pytest.raises(ValueError, match=r'cls_labels\.npy.*2007_0000\d\d.*length 20'):
-        LoadImageLabels(npy, num_classes=21)
-    bad_txt = tmp_path / 'bad.txt'
-    bad_txt.write_text('img_a 3\nimg_b 0 2\n')
-    with pytest.raises(ValueError, match=r'bad\.txt, line 2 \(image "img_b"\)'):
-        LoadImageLabels(str(bad_txt), num_classes=20)
-    not_a_dict = str(tmp_path / 'array.npy')
-    np.save(not_a_dict, np.zeros((3, 20)))
-    with pytest.raises(ValueError, match='pickled dict'):
-        LoadImageLabels(not_a_dict, num_classes=20)
+from tests.samples import reference_image_labels
 
 
 # -------------------------------------------------------------- PackWSSSInputs
@@ -271,7 +142,7 @@ def test_training_batch_has_no_pixel_labels(tmp_path, keep):
     batch = next(iter(loader))
     assert len(batch['data_samples']) == 3
     for name, inputs, sample in zip(masks, batch['inputs'], batch['data_samples']):
-        expected = _reference_labels(masks[name], 20)
+        expected = reference_image_labels(masks[name], 20)
         np.testing.assert_array_equal(sample.get(IMG_LABELS).numpy(), expected)
         image = cv2.imread(str(tmp_path / 'JPEGImages' / f'{name}.jpg'))
         np.testing.assert_array_equal(inputs.numpy(), image.transpose(2, 0, 1))
