@@ -10,11 +10,6 @@ import pytest
 from mmengine.config import Config
 from mmseg.registry import DATASETS
 
-from acr_plugin.datasets.transforms import (
-    DeriveImageLabels,
-    LoadImageLabels,
-)
-
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 VOC_BASE = osp.join(ROOT, 'configs/_base_/datasets/voc12aug_wsss.py')
 COCO_BASE = osp.join(ROOT, 'configs/_base_/datasets/coco14_wsss.py')
@@ -105,25 +100,6 @@ def test_background_only_image_is_named(tmp_path):
     # evaluation pipelines may hold such images
     test = _voc_dataset(root, copy.deepcopy(cfg.test_pipeline))
     assert test[1]['data_samples'].img_labels.sum() == 0
-
-
-def test_derive_and_load_labels_allow_empty_option(tmp_path):
-    seg = np.zeros((4, 4), np.uint8)
-    seg[0, 0] = 255
-    strict = DeriveImageLabels(num_classes=20, allow_empty=False)
-    with pytest.raises(ValueError, match=r'x\.jpg has no foreground.*x\.png'):
-        strict(dict(gt_seg_map=seg, img_path='x.jpg', seg_map_path='x.png'))
-    assert not DeriveImageLabels(num_classes=20)(dict(gt_seg_map=seg))[
-        'img_labels'
-    ].any()
-    label_file = tmp_path / 'labels.txt'
-    label_file.write_text('with_cls 3\nno_cls\n')
-    strict = LoadImageLabels(str(label_file), num_classes=20, allow_empty=False)
-    assert strict(dict(img_path='d/with_cls.jpg'))['img_labels'][2] == 1
-    with pytest.raises(ValueError, match=r'"no_cls".*no foreground label.*labels\.txt'):
-        strict(dict(img_path='d/no_cls.jpg'))
-    lenient = LoadImageLabels(str(label_file), num_classes=20)
-    assert not lenient(dict(img_path='d/no_cls.jpg'))['img_labels'].any()
 
 
 # ------------------------------------------- label file vs. image list

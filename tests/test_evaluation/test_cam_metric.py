@@ -1,4 +1,4 @@
-"""CAMMetric and its sweep maths against a per-threshold numpy reference."""
+"""CAMMetric against a per-threshold numpy reference of the sweep."""
 
 import math
 import pickle
@@ -14,42 +14,20 @@ from mmseg.structures import SegDataSample
 
 from acr_plugin.evaluation import (
     CAMMetric,
-    confusion_from_sweep,
-    default_thresholds,
-    iou_from_confusion,
-    part_rates_from_sweep,
-    recall_fp_auc,
-    sweep_histogram,
-    threshold_bins,
+)
+from tests.cam_sweep_reference import (
+    GRID,
+    IGNORE,
+    NUM_CLASSES,
+    SIZES,
+    make_images,
+    reference,
 )
 
-NUM_CLASSES = 5  # background + 4
 CLASSES = ('background', 'cat', 'dog', 'car', 'boat')
-IGNORE = 255
-SIZES = [(9, 13), (16, 11), (7, 7), (12, 20), (10, 10)]
-GRID = [k / 100 for k in range(100)]
 
 
 # --------------------------------------------------------------------- data
-def make_images(seed=0, sizes=SIZES):
-    """Random (cams, gt, part) numpy triples with exact ties on the 0.01 grid."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for h, w in sizes:
-        gt = rng.integers(0, NUM_CLASSES, size=(h, w))
-        part = np.where(gt > 0, rng.integers(1, 3, size=(h, w)), 0)
-        part[rng.random((h, w)) < 0.05] = 0  # a few foreground pixels w/o part
-        cams = rng.random((NUM_CLASSES - 1, h, w))
-        for c in range(1, NUM_CLASSES):  # correlate with the gt
-            cams[c - 1][gt == c] += rng.random() * 0.8
-        cams /= cams.max(axis=(1, 2), keepdims=True)
-        cams[rng.integers(0, NUM_CLASSES - 1)] = 0.0  # an absent class
-        cams = (np.round(cams * 100) / 100).astype(np.float32)  # grid ties
-        gt[rng.random((h, w)) < 0.1] = IGNORE
-        images.append((cams, gt, part))
-    return images
-
-
 def to_sample(cams, gt, part=None, bg_thr=0.45):
     """A SegDataSample as a WSSS model's predict() writes it."""
     cams_t = torch.from_numpy(cams)
@@ -76,109 +54,8 @@ def run_metric(images, bg_thr=0.45, batch=2, **kwargs):
     return metric.evaluate(len(samples))
 
 
-# ---------------------------------------------------------------- reference
-def reference(images, thresholds):
-    """Explicit argmax over [t, cams] per threshold, counts with np.add.at."""
-    n = NUM_CLASSES
-    conf = np.zeros((len(thresholds), n, n), np.int64)
-    hits = np.zeros((len(thresholds), 3), np.int64)  # bg fp, body hit, head hit
-    totals = np.zeros(3, np.int64)
-    for _cams, gt, part in images:
-        valid = gt != IGNORE
-        totals += [
-            np.sum(valid & (gt == 0)),
-            np.sum(valid & (gt > 0) & (part == 1)),
-            np.sum(valid & (gt > 0) & (part == 2)),
-        ]
-    for k, t in enumerate(thresholds):
-        for cams, gt, part in images:
-            plane = np.full((1, *gt.shape), np.float32(t), np.float32)
-            pred = np.concatenate([plane, cams]).argmax(0)
-            valid = gt != IGNORE
-            np.add.at(conf[k], (gt[valid], pred[valid]), 1)
-            hits[k, 0] += np.sum(valid & (gt == 0) & (pred > 0))
-            for j, p in ((1, 1), (2, 2)):
-                region = valid & (gt > 0) & (part == p)
-                hits[k, j] += np.sum(pred[region] == gt[region])
-    iou = np.full((len(thresholds), n), np.nan)
-    for k in range(len(thresholds)):
-        for c in range(n):
-            inter = conf[k, c, c]
-            union = conf[k, c, :].sum() + conf[k, :, c].sum() - inter
-            if union > 0:
-                iou[k, c] = inter / union
-    with np.errstate(invalid='ignore'):
-        miou = np.nanmean(iou, axis=1)
-    rates = hits / totals  # columns: bg fp, body recall, head recall
-    return dict(conf=conf, iou=iou, miou=miou, rates=rates)
-
-
 def pct(x):
     return round(float(x) * 100, 2)
-
-
-# --------------------------------------------------------- functional tests
-def test_sweep_matches_reference_at_every_threshold():
-    images = make_images(0)
-    thresholds = default_thresholds()
-    assert thresholds.numel() == 100 and thresholds[-1] == 0.99
-    joint = part = 0
-    for cams, gt, pmap in images:
-        j, p = sweep_histogram(
-            torch.from_numpy(cams),
-            torch.from_numpy(gt),
-            thresholds,
-            NUM_CLASSES,
-            part_map=torch.from_numpy(pmap),
-        )
-        assert j.shape == (101, NUM_CLASSES, NUM_CLASSES) and p.shape == (101, 3, 2)
-        joint, part = joint + j, part + p
-    ref = reference(images, GRID)
-    conf = confusion_from_sweep(joint)
-    np.testing.assert_array_equal(conf.numpy(), ref['conf'])
-    np.testing.assert_allclose(iou_from_confusion(conf).numpy(), ref['iou'])
-    rates = part_rates_from_sweep(part)
-    np.testing.assert_allclose(rates['bg_fp'].numpy(), ref['rates'][:, 0])
-    np.testing.assert_allclose(rates['body_recall'].numpy(), ref['rates'][:, 1])
-    np.testing.assert_allclose(rates['head_recall'].numpy(), ref['rates'][:, 2])
-    # threshold -inf: every pixel foreground with its argmax class
-    ref_all = reference(images, [-1.0])['rates'][0]
-    assert float(rates['body_recall_all']) == pytest.approx(ref_all[1])
-    assert float(rates['head_recall_all']) == pytest.approx(ref_all[2])
-
-
-def test_threshold_bins_ties_go_to_background():
-    thr = torch.tensor([0.0, 0.25, 0.5], dtype=torch.float64)
-    values = torch.tensor([0.0, 0.1, 0.25, 0.3, 0.5, 1.0])
-    assert threshold_bins(values, thr).tolist() == [0, 1, 1, 2, 2, 3]
-    # rounded to the CAM precision first: 0.45 in half precision ties with 0.45
-    half = torch.tensor([0.45], dtype=torch.float16)
-    assert threshold_bins(half, torch.tensor([0.45], dtype=torch.float64)).item() == 0
-    with pytest.raises(ValueError, match='sorted'):
-        threshold_bins(values, torch.tensor([0.5, 0.1]))
-
-
-def test_sweep_histogram_rejects_bad_shapes():
-    cams = torch.rand(NUM_CLASSES - 1, 4, 5)
-    with pytest.raises(ValueError, match='gt has shape'):
-        sweep_histogram(cams, torch.zeros(4, 4).long(), default_thresholds(), 5)
-    with pytest.raises(ValueError, match='foreground CAM channels'):
-        sweep_histogram(cams, torch.zeros(4, 5).long(), default_thresholds(), 7)
-    with pytest.raises(ValueError, match='gt labels'):
-        sweep_histogram(cams, torch.full((4, 5), 9), default_thresholds(), 5)
-
-
-def test_recall_fp_auc_definition():
-    # ascending thresholds: fp (0.5, 0.2, 0.0), recall (0.9, 0.6, 0.3)
-    recall = torch.tensor([0.9, 0.6, 0.3], dtype=torch.float64)
-    fp = torch.tensor([0.5, 0.2, 0.0], dtype=torch.float64)
-    xs = [0.0, 0.0, 0.2, 0.5, 1.0]
-    ys = [0.0, 0.3, 0.6, 0.9, 0.95]
-    expected = sum(
-        (xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1)
-    )
-    got = recall_fp_auc(recall, fp, torch.tensor(0.95, dtype=torch.float64))
-    assert got == pytest.approx(expected)
 
 
 # ------------------------------------------------------------- metric tests

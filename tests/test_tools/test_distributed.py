@@ -128,47 +128,6 @@ def test_dist_train_two_cpu_processes(config, prefix, tmp_path):
     assert len(changed) == len(dist_state) - 3
 
 
-def test_cpu_distributed_setup_errors(monkeypatch):
-    from acr_plugin.engine.dist_utils import setup_cpu_distributed
-
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    cfg = Config(dict(launcher='none', env_cfg=dict(dist_cfg=dict(backend='gloo'))))
-    assert setup_cpu_distributed(cfg) is False
-    cfg.launcher = 'mpi'
-    with pytest.raises(ValueError, match='launcher "pytorch".*"slurm".*got "mpi"'):
-        setup_cpu_distributed(cfg)
-    cfg.launcher = 'pytorch'
-    cfg.env_cfg.dist_cfg.backend = 'nccl'
-    with pytest.raises(ValueError, match='backend="nccl" needs GPUs'):
-        setup_cpu_distributed(cfg)
-    cfg.env_cfg.dist_cfg.backend = 'gloo'
-    for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
-        monkeypatch.delenv(key, raising=False)
-    with pytest.raises(KeyError, match='RANK.*dist_train.sh'):
-        setup_cpu_distributed(cfg)
-
-
-def test_teardown_distributed_destroys_the_group(tmp_path):
-    """The tools end every distributed run with ``teardown_distributed``."""
-    import torch.distributed as dist
-
-    from acr_plugin.engine.dist_utils import teardown_distributed
-
-    teardown_distributed()  # no group: nothing to do
-    dist.init_process_group(
-        'gloo', init_method=f'file://{tmp_path / "init"}', rank=0, world_size=1
-    )
-    try:
-        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
-        model(torch.randn(3, 4)).sum().backward()
-        del model
-        teardown_distributed()
-        assert not dist.is_initialized()
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
 @pytest.mark.slow
 def test_runner_releases_its_model_for_teardown(tmp_path):
     """``del runner`` + teardown frees the runner's model, so in a

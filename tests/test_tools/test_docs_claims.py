@@ -17,7 +17,6 @@ import re
 import shlex
 import subprocess
 import sys
-import warnings
 
 import mmengine.runner.checkpoint as mmengine_checkpoint
 import mmseg
@@ -26,7 +25,6 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from acr_plugin.utils import host_messages
 from tests.scripts import ROOT
 from tests.synthetic_runs import tiny_synthetic_cfg
 
@@ -209,42 +207,6 @@ def test_mmseg_tools_are_quiet_through_custom_imports():
     assert out.returncode == 0, out.stderr
     assert out.stdout == 'done\n'
     assert 'MultiScaleDeformableAttention' not in out.stderr
-
-
-def test_stdout_filter_drops_only_the_exact_line(capsys):
-    with host_messages.without_stdout_lines([host_messages.ONEDL_LINE]):
-        print('before')
-        print(host_messages.ONEDL_LINE)
-        print(f'{host_messages.ONEDL_LINE} (but more)')
-        print('after', end='')
-    assert capsys.readouterr().out == (
-        f'before\n{host_messages.ONEDL_LINE} (but more)\nafter'
-    )
-    with (
-        pytest.raises(RuntimeError),
-        host_messages.without_stdout_lines([host_messages.ONEDL_LINE]),
-    ):
-        print('kept when the block raises')
-        raise RuntimeError
-    assert capsys.readouterr().out == 'kept when the block raises\n'
-
-
-def test_warning_filter_drops_only_its_warning_and_leaves_no_filter():
-    filters = list(warnings.filters)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        filters = list(warnings.filters)
-        with host_messages.without_warning('Fail to import', UserWarning, __name__):
-            warnings.warn('Fail to import X', UserWarning, stacklevel=1)
-            warnings.warn('another warning', UserWarning, stacklevel=1)
-            warnings.warn('Fail to import X', DeprecationWarning, stacklevel=1)
-        assert warnings.filters == filters
-        warnings.warn('Fail to import X', UserWarning, stacklevel=1)
-    assert [(str(w.message), w.category) for w in caught] == [
-        ('another warning', UserWarning),
-        ('Fail to import X', DeprecationWarning),
-        ('Fail to import X', UserWarning),
-    ]
 
 
 def test_troubleshooting_explains_the_messages():

@@ -13,7 +13,6 @@ restores neither on resume).
 
 import os.path as osp
 
-import numpy as np
 import pytest
 import torch
 from mmengine.hooks import Hook
@@ -109,43 +108,3 @@ def test_resume_is_exact(path, tmp_path):
     assert schedulers[0]['last_step'] == ckpt_a['param_schedulers'][0]['last_step']
     assert not any(callable(v) for s in schedulers for v in s.values())
     assert ckpt_c['meta']['iter'] == N and ckpt_c['meta']['seed'] == 0
-
-
-def test_iteration_seed_hook_reseeds_from_seed_rank_iteration():
-    from acr_plugin.engine.hooks.iteration_seed_hook import (
-        DATA_STREAM,
-        MODEL_STREAM,
-        iteration_seed,
-        seed_global_rngs,
-    )
-
-    seeds = {
-        iteration_seed(0, rank, it, stream)
-        for rank in range(2)
-        for it in range(3)
-        for stream in (DATA_STREAM, MODEL_STREAM)
-    }
-    assert len(seeds) == 12  # all different
-    assert iteration_seed(0, 0, 5, DATA_STREAM) == iteration_seed(0, 0, 5, DATA_STREAM)
-    draws = []
-    for _ in range(2):
-        seed_global_rngs(iteration_seed(3, 1, 7, MODEL_STREAM))
-        draws.append((np.random.rand(), torch.rand(()).item()))
-    assert draws[0] == draws[1]
-    with pytest.raises(ValueError, match='non-negative'):
-        iteration_seed(0, -1, 0, 0)
-
-
-def test_weights_only_hook_leaves_the_live_state_alone():
-    from acr_plugin.engine.hooks.weights_only_checkpoint_hook import (
-        WeightsOnlyCheckpointHook,
-    )
-
-    phases = [dict(end_step=3, start_lr='initial_lr')]
-    live = dict(anneal_func=np.cos, last_step=3, _schedule_phases=phases)
-    checkpoint = dict(param_schedulers=[live], meta=dict(iter=3))
-    WeightsOnlyCheckpointHook().before_save_checkpoint(None, checkpoint)
-    assert checkpoint['param_schedulers'] == [
-        dict(last_step=3, _schedule_phases=phases)
-    ]
-    assert live['anneal_func'] is np.cos  # the scheduler keeps its function

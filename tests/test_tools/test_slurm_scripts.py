@@ -139,21 +139,6 @@ def test_a_failing_task_fails_the_script(script, tmp_path):
 
 
 # ----------------------------------------------------------------- Slurm -> torch
-@pytest.mark.parametrize(
-    'node_list,first',
-    [
-        ('node07', 'node07'),
-        ('node[07-09,12]', 'node07'),
-        ('node[012,3-4]', 'node012'),
-        ('gpu-[3-4]-a,cpu1', 'gpu-3-a'),
-        ('cpu1,gpu-[3-4]-a', 'cpu1'),
-        ('rack[1-2]-n[01-04]', 'rack1-n01'),
-        ('localhost', 'localhost'),
-    ],
-)
-def test_first_slurm_host_without_scontrol(node_list, first, monkeypatch):
-    monkeypatch.setattr(dist_utils.shutil, 'which', lambda name: None)
-    assert first_slurm_host(node_list) == first
 
 
 def test_first_slurm_host_asks_scontrol(tmp_path, monkeypatch):

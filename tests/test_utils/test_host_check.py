@@ -14,12 +14,10 @@ import sys
 import pytest
 
 from acr_plugin.utils import host_check
+from tests.host_install_hint import (
+    assert_install_hint,
+)
 from tests.scripts import ROOT
-
-#: the install commands that the error gives for either stack
-UPSTREAM_INSTALL = 'pip install "mmengine>=0.10" "mmsegmentation>=1.2.2"'
-ONEDL_INSTALL = 'pip install -r requirements/runtime.txt'
-MIM_INSTALL = 'mim install "mmcv>=2.1.0,<2.2.0"'
 
 
 def _fake_metadata(monkeypatch, **versions):
@@ -44,12 +42,6 @@ def _fake_metadata(monkeypatch, **versions):
 def _no_known_distribution(monkeypatch, module):
     lib = next(lib for lib in host_check.HOST_LIBRARIES if lib.module == module)
     _fake_metadata(monkeypatch, **dict.fromkeys(lib.distributions))
-
-
-def _assert_install_hint(message):
-    assert UPSTREAM_INSTALL in message and MIM_INSTALL in message
-    assert ONEDL_INSTALL in message
-    assert 'pip install onedl-mmengine onedl-mmcv onedl-mmsegmentation' in message
 
 
 def test_this_environment_passes():
@@ -83,7 +75,7 @@ def test_unsupported_version_raises_one_clear_error(monkeypatch, dist, version, 
     assert f'{module}: version {version} ({dist}) is not supported' in message
     assert lib.supported in message
     assert message.count('is not supported') == 1  # the other two are fine
-    _assert_install_hint(message)
+    assert_install_hint(message)
     assert info.value.__cause__ is None
 
 
@@ -115,7 +107,7 @@ def test_missing_library_raises_one_clear_error(monkeypatch):
     assert message.startswith('acr_plugin needs mmseg 1.x with mmcv 2.x and mmengine')
     assert '- mmseg: not installed; acr_plugin needs mmseg >=1.0.0,<2' in message
     assert 'upstream: mmsegmentation; onedl: onedl-mmsegmentation' in message
-    _assert_install_hint(message)
+    assert_install_hint(message)
 
 
 def test_unknown_distribution_falls_back_to_the_module_version(monkeypatch):
@@ -159,7 +151,7 @@ def test_failing_import_is_the_same_error(monkeypatch):
         host_check.check_host_libraries()
     message = str(info.value)
     assert '- mmseg: installed, but its import fails: MMCV==2.2.0 is used' in message
-    _assert_install_hint(message)
+    assert_install_hint(message)
     assert info.value.__cause__ is refusal
 
 
@@ -194,7 +186,7 @@ def test_import_acr_plugin_raises_only_this_error():
     assert (
         'mmseg: version 0.30.0 (onedl-mmsegmentation) is not supported' in proc.stderr
     )
-    _assert_install_hint(proc.stderr)
+    assert_install_hint(proc.stderr)
     assert proc.stdout == ''
 
 
@@ -205,29 +197,3 @@ def test_docs_show_the_message_as_it_is():
     assert host_check.INSTALL_HINT in docs
     for lib in host_check.HOST_LIBRARIES:
         assert f'- {lib.module}: not installed; acr_plugin needs {lib.wanted()}' in docs
-
-
-def test_mmseg_without_mmcv_ops_is_the_same_error(monkeypatch):
-    """Upstream mmsegmentation beside mmcv-lite fails in ``mmseg.datasets``
-    (it imports ``mmcv.ops``): the check's error, naming the cause."""
-    from acr_plugin.utils import host_messages
-
-    real = importlib.import_module
-    missing = ModuleNotFoundError("No module named 'mmcv._ext'", name='mmcv._ext')
-
-    def import_module(name, *args):
-        if name == 'mmseg.datasets':
-            raise missing
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, 'import_module', import_module)
-    with pytest.raises(ImportError) as info:
-        host_messages.import_host_modules()
-    message = str(info.value)
-    assert (
-        "- mmseg.datasets: installed, but its import fails: No module named 'mmcv._ext'"
-        in message
-    )
-    assert 'e.g. mmcv-lite; upstream mmsegmentation imports mmcv.ops' in message
-    _assert_install_hint(message)
-    assert info.value.__cause__ is missing

@@ -56,3 +56,14 @@ def test_derive_image_labels_errors():
         )
     with pytest.raises(ValueError):
         DeriveImageLabels(num_classes=0)
+
+
+def test_derive_image_labels_allow_empty_option():
+    seg = np.zeros((4, 4), np.uint8)
+    seg[0, 0] = 255
+    strict = DeriveImageLabels(num_classes=20, allow_empty=False)
+    with pytest.raises(ValueError, match=r'x\.jpg has no foreground.*x\.png'):
+        strict(dict(gt_seg_map=seg, img_path='x.jpg', seg_map_path='x.png'))
+    assert not DeriveImageLabels(num_classes=20)(dict(gt_seg_map=seg))[
+        'img_labels'
+    ].any()

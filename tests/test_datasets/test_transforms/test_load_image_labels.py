@@ -78,3 +78,14 @@ def test_load_image_labels_errors(tmp_path):
     np.save(not_a_dict, np.zeros((3, 20)))
     with pytest.raises(ValueError, match='pickled dict'):
         LoadImageLabels(not_a_dict, num_classes=20)
+
+
+def test_load_image_labels_allow_empty_option(tmp_path):
+    label_file = tmp_path / 'labels.txt'
+    label_file.write_text('with_cls 3\nno_cls\n')
+    strict = LoadImageLabels(str(label_file), num_classes=20, allow_empty=False)
+    assert strict(dict(img_path='d/with_cls.jpg'))['img_labels'][2] == 1
+    with pytest.raises(ValueError, match=r'"no_cls".*no foreground label.*labels\.txt'):
+        strict(dict(img_path='d/no_cls.jpg'))
+    lenient = LoadImageLabels(str(label_file), num_classes=20)
+    assert not lenient(dict(img_path='d/no_cls.jpg'))['img_labels'].any()
