@@ -1,5 +1,6 @@
 """Pseudo-label generation (``acr_plugin.apis.pseudo_labels`` and its CLI)."""
 
+import contextlib
 import os
 import os.path as osp
 import pickle
@@ -431,7 +432,10 @@ def test_cli_errors(setup, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------- distributed
-def _dist_worker(rank, world_size, init_file, ckpt, out_dir, result_file):
+@contextlib.contextmanager
+def _gloo_rank(rank, world_size, init_file, ckpt, result_file):
+    """One rank of a gloo group: the tiny model and the test split; the caller
+    labels its shard, rank 0 pickles its result to ``result_file``."""
     import torch.distributed as dist
 
     dist.init_process_group(
@@ -440,15 +444,25 @@ def _dist_worker(rank, world_size, init_file, ckpt, out_dir, result_file):
     try:
         torch.set_num_threads(1)
         cfg = _cfg(osp.dirname(result_file))
-        model = build_model(cfg, ckpt, device='cpu')
-        dataset = build_split_dataset(cfg, 'test_dataloader')
-        thr, cam = search_bg_threshold(model, dataset, batch_size=2, progress=False)
-        out = generate_pseudo_labels(model, dataset, out_dir, bg_thr=thr, batch_size=2)
+        results = {}
+        yield (
+            build_model(cfg, ckpt, device='cpu'),
+            build_split_dataset(cfg, 'test_dataloader'),
+            results,
+        )
         if rank == 0:
             with open(result_file, 'wb') as f:
-                pickle.dump(dict(thr=thr, cam=cam, out=out), f)
+                pickle.dump(results['out'], f)
     finally:
         dist.destroy_process_group()
+
+
+def _dist_worker(rank, world_size, init_file, ckpt, out_dir, result_file):
+    with _gloo_rank(rank, world_size, init_file, ckpt, result_file) as run:
+        model, dataset, results = run
+        thr, cam = search_bg_threshold(model, dataset, batch_size=2, progress=False)
+        out = generate_pseudo_labels(model, dataset, out_dir, bg_thr=thr, batch_size=2)
+        results['out'] = dict(thr=thr, cam=cam, out=out)
 
 
 @pytest.mark.slow
@@ -739,30 +753,13 @@ def test_cli_crf_alpha_writes_both_label_sets(setup, tmp_path, capsys):
 
 # ----------------------------------------------------------------- distributed
 def _crf_sets_dist_worker(rank, world_size, init_file, ckpt, folders, result_file):
-    import pickle
-
-    import torch.distributed as dist
-
-    from acr_plugin.apis import build_model, build_split_dataset
-
-    dist.init_process_group(
-        'gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size
-    )
-    try:
-        torch.set_num_threads(1)
-        cfg = _cfg(osp.dirname(result_file))
-        model = build_model(cfg, ckpt, device='cpu')
-        dataset = build_split_dataset(cfg, 'test_dataloader')
+    with _gloo_rank(rank, world_size, init_file, ckpt, result_file) as run:
+        model, dataset, results = run
         main, la, ha = folders
         crf_sets = {la: dict(alpha=1.0), ha: dict(alpha=12.0)}
-        out = generate_pseudo_labels(
+        results['out'] = generate_pseudo_labels(
             model, dataset, main, bg_thr=0.4, crf_sets=crf_sets, batch_size=2
         )
-        if rank == 0:
-            with open(result_file, 'wb') as f:
-                pickle.dump(out, f)
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
@@ -771,10 +768,6 @@ def test_crf_sets_under_two_gloo_processes_match_one(setup, tmp_path):
     """Each rank labels its shard of every set; the gathered mIoU of each set
     (padding positions read back from the other rank's files) is the one of
     a single process."""
-    import pickle
-
-    import torch.multiprocessing as mp
-
     _, model, ckpt, dataset = setup
     dist_dirs = [str(tmp_path / 'dist' / d) for d in ('main', 'la', 'ha')]
     result_file = str(tmp_path / 'result.pkl')
