@@ -26,6 +26,11 @@ file (the ablations are ``configs/acr/acr-<ablation>_*`` and
   the baseline of the same model and seed. ToCo's iteration schedule (seg
   loss after 10 % of the run) is scaled to ``--iters``; ToCo also reports
   its decoder's mIoU (``seg_mIoU``), its CAM columns are its patch CAM.
+- ``fm_*`` (``--benchmark fashion_mnist``): ViT-CAM on the Fashion-MNIST
+  benchmark of real item pixels (docs/fashion_mnist.md), pretrained on its own
+  twin: ``fm_baseline``, ``fm_two_view`` (compute-matched), ``fm_uniform_attn``
+  and ``fm_acr`` (official ACR, alpha 10; ``--alpha 125`` for the published
+  weight). Its items have no part annotation: ``body_*`` is the whole item.
 
 Each trained model is evaluated with its patch CAM and, for the variants in
 ``--grad-head``, with the class-token-gradient CAM head. Reported per run:
@@ -44,9 +49,12 @@ Usage::
         --iters 600                                             # ViT-CAM only
     python benchmarks/synthetic_ablation.py --variants toco_baseline \
         toco_two_view toco_uniform_attn toco_acr                # ToCo rows
+    python benchmarks/synthetic_ablation.py --benchmark fashion_mnist  # fm_* rows
 
-Runs are cached under ``--work-dir`` (one JSON per run), so an interrupted
-ablation resumes where it stopped. A run's file name carries every setting
+Runs are cached under ``--work-dir`` (default ``work_dirs/<benchmark>_ablation``;
+one JSON per run), so an interrupted ablation resumes where it stopped; a
+cached run or pretraining checkpoint whose config (or pretrained start) has
+changed since is trained again. A run's file name carries every setting
 that differs from the defaults (``--iters``, ``--batch``, ``--pretrain-iters``,
 ``--no-pretrain``, ``--num-train``, ``--num-val``, and ``--alpha`` for the
 variants with an ACR loss), so runs of other settings are never mixed up;
@@ -59,13 +67,16 @@ The last line printed is one JSON object.
 """
 
 import argparse
+import hashlib
 import json
+import math
 import os
 import os.path as osp
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from typing import Dict, Optional
 
 import torch
@@ -77,6 +88,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import register_all_modules
 
 import acr_plugin  # noqa: F401  (registers components)
+from acr_plugin.acr import UniformAttention
 from acr_plugin.acr.attention.attention_capture import AttentionCapture
 from acr_plugin.acr.attention.attention_ops import attention_entropy
 from acr_plugin.evaluation import CAMMetric
@@ -98,6 +110,19 @@ ACR_MCT_CFG = 'configs/acr/acr_mctformer-v2_tiny-p8_1xb64-600it_synthetic-64x64.
 MCT1_CFG = 'configs/mctformer/mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'
 ACR_MCT1_CFG = 'configs/acr/acr_mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64.py'
 
+#: the Fashion-MNIST benchmark (docs/fashion_mnist.md): its own pretraining twin
+FM = '_tiny-r-p8_1xb64-600it_fashion-mnist-64x64.py'
+FM_PRETRAIN_CFG = (
+    'configs/vit_cam/vit-cls_tiny-r-p8_1xb64-2400it_fashion-mnist-pretrain-64x64.py'
+)
+FM_VIT_CAM_CFG = f'configs/vit_cam/vit-cam{FM}'
+#: benchmark -> its pretraining config and the config whose validation split
+#: the trivial predictors are scored on
+BENCHMARKS = dict(
+    synthetic=dict(pretrain=PRETRAIN_CFG, trivial=VIT_CAM_CFG),
+    fashion_mnist=dict(pretrain=FM_PRETRAIN_CFG, trivial=FM_VIT_CAM_CFG),
+)
+
 
 def ablation_cfg(model: str, batch: int = 64) -> str:
     """The ablation config ``configs/acr/<model>_tiny-p8_1xb<batch>-600it_...``."""
@@ -110,14 +135,16 @@ MCT_GRAD_HEAD = dict(prefix_row='class')
 #: against the ``baseline`` variant of the same family and seed
 VARIANTS: Dict[str, dict] = {
     'baseline': dict(config=VIT_CAM_CFG, family='vit_cam', baseline=True),
-    'two_view': dict(config=ablation_cfg('acr-alpha0_vit-cam')),
+    'two_view': dict(config=ablation_cfg('acr-alpha0_vit-cam'), control=True),
     'uniform_attn': dict(config=ablation_cfg('uniform-attn_vit-cam')),
     'acr_flip': dict(config=ACR_CFG),
     'acr_entcap': dict(config=ablation_cfg('acr-entcap_vit-cam')),
     'acr_stopgrad': dict(config=ablation_cfg('acr-stopgrad_vit-cam')),
     'acr_rescale': dict(config=ablation_cfg('acr-rescale_vit-cam')),
     'toco_baseline': dict(config=TOCO_CFG, family='toco', baseline=True),
-    'toco_two_view': dict(config=ablation_cfg('acr-alpha0_toco', 32), family='toco'),
+    'toco_two_view': dict(
+        config=ablation_cfg('acr-alpha0_toco', 32), family='toco', control=True
+    ),
     'toco_uniform_attn': dict(
         config=ablation_cfg('uniform-attn_toco', 32), family='toco'
     ),
@@ -126,7 +153,10 @@ VARIANTS: Dict[str, dict] = {
         config=MCT_CFG, family='mctformer', baseline=True, grad_head=MCT_GRAD_HEAD
     ),
     'mct_two_view': dict(
-        config=ablation_cfg('acr-alpha0_mctformer-v2'), family='mctformer'
+        config=ablation_cfg('acr-alpha0_mctformer-v2'),
+        family='mctformer',
+        control=True,
+        grad_head=MCT_GRAD_HEAD,
     ),
     'mct_uniform_attn': dict(
         config=ablation_cfg('uniform-attn_mctformer-v2'), family='mctformer'
@@ -134,12 +164,37 @@ VARIANTS: Dict[str, dict] = {
     'mct_acr': dict(config=ACR_MCT_CFG, family='mctformer', grad_head=MCT_GRAD_HEAD),
     'mct1_baseline': dict(config=MCT1_CFG, family='mctformer_v1', baseline=True),
     'mct1_two_view': dict(
-        config=ablation_cfg('acr-alpha0_mctformer-v1'), family='mctformer_v1'
+        config=ablation_cfg('acr-alpha0_mctformer-v1'),
+        family='mctformer_v1',
+        control=True,
     ),
     'mct1_acr': dict(config=ACR_MCT1_CFG, family='mctformer_v1'),
+    'fm_baseline': dict(
+        config=FM_VIT_CAM_CFG,
+        family='fm_vit_cam',
+        baseline=True,
+        benchmark='fashion_mnist',
+    ),
+    'fm_two_view': dict(
+        config=f'configs/acr/acr-alpha0_vit-cam{FM}',
+        family='fm_vit_cam',
+        benchmark='fashion_mnist',
+        control=True,
+    ),
+    'fm_uniform_attn': dict(
+        config=f'configs/acr/uniform-attn_vit-cam{FM}',
+        family='fm_vit_cam',
+        benchmark='fashion_mnist',
+    ),
+    'fm_acr': dict(
+        config=f'configs/acr/acr_vit-cam{FM}',
+        family='fm_vit_cam',
+        benchmark='fashion_mnist',
+    ),
 }
 for _spec in VARIANTS.values():
     _spec.setdefault('family', 'vit_cam')
+    _spec.setdefault('benchmark', 'synthetic')
 DEFAULT_VARIANTS = [
     'baseline',
     'two_view',
@@ -160,6 +215,19 @@ DEFAULT_VARIANTS = [
     'mct1_two_view',
     'mct1_acr',
 ]
+DEFAULT_FM_VARIANTS = ['fm_baseline', 'fm_two_view', 'fm_uniform_attn', 'fm_acr']
+#: variants also evaluated with the gradient head unless --grad-head is given
+DEFAULT_GRAD_HEAD = dict(
+    synthetic=[
+        'baseline',
+        'acr_flip',
+        'two_view',
+        'mct_baseline',
+        'mct_two_view',
+        'mct_acr',
+    ],
+    fashion_mnist=['fm_baseline', 'fm_two_view', 'fm_uniform_attn', 'fm_acr'],
+)
 KEY_METRICS = [
     'mIoU_best',
     'mIoU_at_thr',
@@ -180,13 +248,34 @@ KEY_METRICS = [
 RUN_DEFAULTS = dict(
     iters=150, batch=32, pretrain_iters=600, num_train=4000, num_val=300
 )
+#: pretraining iterations per benchmark (synthetic: the protocol's 600;
+#: Fashion-MNIST: its pretraining config's 2,400, chosen on the twin's
+#: validation accuracy, docs/fashion_mnist.md)
+PRETRAIN_ITERS = dict(synthetic=600, fashion_mnist=2400)
+
+
+def run_defaults(benchmark: str = 'synthetic') -> dict:
+    """:data:`RUN_DEFAULTS` of ``benchmark``."""
+    return dict(RUN_DEFAULTS, pretrain_iters=PRETRAIN_ITERS[benchmark])
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work-dir', default='work_dirs/synthetic_ablation')
     parser.add_argument(
-        '--variants', nargs='+', default=DEFAULT_VARIANTS, choices=sorted(VARIANTS)
+        '--benchmark',
+        default='synthetic',
+        choices=sorted(BENCHMARKS),
+        help='synthetic (embedded) or fashion_mnist (docs/fashion_mnist.md)',
+    )
+    parser.add_argument(
+        '--work-dir', default=None, help='default: work_dirs/<benchmark>_ablation'
+    )
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        default=None,
+        choices=sorted(VARIANTS),
+        help="default: every variant of the benchmark ('fm_*' for fashion_mnist)",
     )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument(
@@ -199,7 +288,10 @@ def parse_args() -> argparse.Namespace:
         '--batch', type=int, default=RUN_DEFAULTS['batch'], help='fine-tuning batch'
     )
     parser.add_argument(
-        '--pretrain-iters', type=int, default=RUN_DEFAULTS['pretrain_iters']
+        '--pretrain-iters',
+        type=int,
+        default=None,
+        help='default: ' + ', '.join(f'{k} {v}' for k, v in PRETRAIN_ITERS.items()),
     )
     parser.add_argument(
         '--no-pretrain',
@@ -212,8 +304,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--grad-head',
         nargs='*',
-        default=['baseline', 'acr_flip', 'two_view', 'mct_baseline', 'mct_acr'],
-        help='variants also evaluated with the gradient head',
+        default=None,
+        help='variants also evaluated with the gradient head (default: '
+        + '; '.join(f'{k}: {" ".join(v)}' for k, v in DEFAULT_GRAD_HEAD.items())
+        + ')',
+    )
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help='fashion_mnist: folder of the Fashion-MNIST IDX files (default: '
+        "the configs', /usr/share/datasets/fashion-mnist)",
     )
     parser.add_argument(
         '--threads',
@@ -223,7 +323,48 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument('--num-train', type=int, default=RUN_DEFAULTS['num_train'])
     parser.add_argument('--num-val', type=int, default=RUN_DEFAULTS['num_val'])
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.work_dir is None:
+        args.work_dir = f'work_dirs/{args.benchmark}_ablation'
+    if args.pretrain_iters is None:
+        args.pretrain_iters = PRETRAIN_ITERS[args.benchmark]
+    if args.variants is None:
+        args.variants = (
+            DEFAULT_FM_VARIANTS
+            if args.benchmark == 'fashion_mnist'
+            else DEFAULT_VARIANTS
+        )
+    if args.grad_head is None:
+        args.grad_head = DEFAULT_GRAD_HEAD[args.benchmark]
+    foreign = [v for v in args.variants if VARIANTS[v]['benchmark'] != args.benchmark]
+    if foreign:
+        parser.error(
+            f'--variants {" ".join(foreign)} belong to another benchmark than '
+            f'--benchmark {args.benchmark} (whose pretrained backbone they would use)'
+        )
+    if args.data_root is not None and args.benchmark != 'fashion_mnist':
+        parser.error('--data-root is for --benchmark fashion_mnist')
+    return args
+
+
+def data_root_options(data_root: Optional[str]) -> Optional[dict]:
+    """``--cfg-options``-style keys pointing every split at ``data_root``."""
+    if data_root is None:
+        return None
+    return {
+        f'{key}.dataset.data_root': data_root
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    }
+
+
+def config_digest(path: str, cfg_options: Optional[dict] = None, **extra) -> str:
+    """Short hash of the config at ``path`` (after ``cfg_options``) and
+    ``extra``: a cached run or checkpoint is reused only while it matches."""
+    cfg = Config.fromfile(osp.join(ROOT, path))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    text = json.dumps([cfg.to_dict(), extra], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def write_json(path: str, obj) -> None:
@@ -289,15 +430,22 @@ def prepare_cfg(
 def pretrain(
     args, config: str = PRETRAIN_CFG, cfg_options: Optional[dict] = None
 ) -> str:
-    """Pretrain the backbone with ``config`` (cached); its checkpoint's path."""
-    work = osp.join(args.work_dir, 'pretrain')
+    """Pretrain the backbone with ``config`` (cached under the config's name
+    and digest, so a changed config is retrained); its checkpoint's path.
+
+    The number of images, batch and validation images are the config's.
+    """
+    stem = osp.splitext(osp.basename(config))[0]
+    tag = config_digest(config, cfg_options)
+    work = osp.join(args.work_dir, 'pretrain', f'{stem}_{tag}')
     ckpt = osp.join(work, f'iter_{args.pretrain_iters}.pth')
     if osp.isfile(ckpt):
         return ckpt
     cfg = prepare_cfg(config, work, args, 0, args.pretrain_iters, cfg_options)
-    cfg.train_dataloader.dataset.num_samples = 6000
-    cfg.train_dataloader.batch_size = 64
-    cfg.val_dataloader.dataset.num_samples = 500
+    for key in ('train_dataloader', 'val_dataloader'):
+        source = Config.fromfile(osp.join(ROOT, config))[key]
+        cfg[key].dataset.num_samples = source.dataset.num_samples
+        cfg[key].batch_size = source.batch_size
     runner = Runner.from_cfg(cfg)
     runner.train()
     return ckpt
@@ -365,9 +513,10 @@ def evaluate(model, dataloader, grad_head=None) -> Dict[str, float]:
 
 def settings_tag(args, has_acr_loss: bool) -> str:
     """File-name suffix naming the settings that differ from the defaults."""
+    defaults = run_defaults(getattr(args, 'benchmark', 'synthetic'))
     parts = [
         f'{key.replace("_", "")}{getattr(args, key)}'
-        for key, default in RUN_DEFAULTS.items()
+        for key, default in defaults.items()
         if getattr(args, key) != default
     ]
     if args.no_pretrain:
@@ -401,10 +550,25 @@ def run_variant(
         cfg.model.acr_loss.loss_weight = args.alpha
     run_name = f'{name}_s{seed}{settings_tag(args, has_acr_loss)}'
     out_path = osp.join(args.work_dir, 'runs', f'{run_name}.json')
+    digest = config_digest(
+        spec['config'],
+        cfg_options,
+        alpha=args.alpha if has_acr_loss else None,
+        pretrained=ckpt,
+    )
+    cached = None
     if osp.isfile(out_path):
         with open(out_path) as f:
             cached = json.load(f)
-        if name in args.grad_head and 'grad' not in cached and not uniform:
+        if cached.pop('config_digest', None) != digest:
+            print(
+                f'warning: {out_path} was made with another config or pretrained '
+                'checkpoint: training it again',
+                file=sys.stderr,
+            )
+            cached = None
+    if cached is not None:
+        if name in args.grad_head and 'grad' not in cached:
             print(
                 f'warning: {out_path} was run without --grad-head {name}; delete '
                 'it to add the gradient-head evaluation',
@@ -427,23 +591,21 @@ def run_variant(
     model = runner.model
     loader = runner.build_dataloader(cfg.val_dataloader)
     result = {}
-    if uniform:
-        from acr_plugin.acr import UniformAttention
-
-        with UniformAttention(inner_model(model).backbone):
-            result['patch'] = evaluate(model, loader)
-    else:
+    head = None
+    if name in args.grad_head:
+        head_cfg = dict(
+            type='ClsTokenGradCAMHead', variant='grad', start_layer=-2, flip=True
+        )
+        head_cfg.update(spec.get('grad_head', {}))
+        head = MODELS.build(head_cfg)
+    # a uniform-attention control is evaluated as it was trained: uniform
+    with UniformAttention(inner_model(model).backbone) if uniform else nullcontext():
         result['patch'] = evaluate(model, loader)
-        if name in args.grad_head:
-            head_cfg = dict(
-                type='ClsTokenGradCAMHead', variant='grad', start_layer=-2, flip=True
-            )
-            head_cfg.update(spec.get('grad_head', {}))
-            head = MODELS.build(head_cfg)
+        if head is not None:
             result['grad'] = evaluate(model, loader, grad_head=head)
     for res in result.values():
         res['train_time_s'] = round(train_time, 1)
-    write_json(out_path, result)
+    write_json(out_path, dict(result, config_digest=digest))
     return result
 
 
@@ -482,14 +644,78 @@ def trivial_baselines(
     return out
 
 
-def family_baseline(variant: str) -> str:
-    """The baseline variant of ``variant``'s model family."""
+def family_member(variant: str, role: str) -> Optional[str]:
+    """The variant of ``variant``'s model family with ``role`` (``'baseline'``
+    or ``'control'``: the compute-matched two-view run), if any."""
     family = VARIANTS[variant]['family']
     return next(
-        name
-        for name, spec in VARIANTS.items()
-        if spec['family'] == family and spec.get('baseline')
+        (
+            name
+            for name, spec in VARIANTS.items()
+            if spec['family'] == family and spec.get(role)
+        ),
+        None,
     )
+
+
+def has_acr_loss(variant: str) -> bool:
+    """Whether ``variant``'s config trains with an ACR consistency loss."""
+    cfg = Config.fromfile(osp.join(ROOT, VARIANTS[variant]['config']))
+    return bool(cfg.model.get('acr_loss'))
+
+
+#: metrics a verdict is given on (when the run reports them)
+VERDICT_METRICS = ['mIoU_best', 'body_recall_at_fp0.10', 'seg_mIoU']
+
+
+def verdict(mean: float, std: float) -> str:
+    """``helps`` / ``hurts`` when the paired mean is beyond 2 standard
+    deviations of the paired differences, else ``no effect``."""
+    if mean > 2 * std:
+        return 'helps'
+    if mean < -2 * std:
+        return 'hurts'
+    return 'no effect'
+
+
+def _reported(result: dict, key: str) -> bool:
+    """Whether a run reports ``key`` as a number (NaN: not measurable, e.g.
+    head recall on Fashion-MNIST, which has no part annotation)."""
+    return key in result and not math.isnan(result[key])
+
+
+def paired(runs: Dict[int, dict], other: Dict[int, dict], key: str) -> list:
+    """Per-seed differences ``runs - other`` of ``key`` over common seeds."""
+    return [
+        runs[s][key] - other[s][key]
+        for s in sorted(runs)
+        if s in other and _reported(runs[s], key) and _reported(other[s], key)
+    ]
+
+
+def verdicts(results) -> Dict[str, dict]:
+    """ACR against the compute-matched control of its family, paired per
+    seed, for every run with an ACR loss: mean, std and verdict per metric."""
+    out = {}
+    for (variant, loc), runs in results.items():
+        control = family_member(variant, 'control')
+        if control is None or not has_acr_loss(variant):
+            continue
+        other = results.get((control, loc))
+        if other is None:
+            continue
+        row = {}
+        for key in VERDICT_METRICS:
+            diffs = paired(runs, other, key)
+            if len(diffs) < 2:
+                continue
+            mean, std = statistics.mean(diffs), statistics.stdev(diffs)
+            row[key] = dict(
+                mean=mean, std=std, values=diffs, verdict=verdict(mean, std)
+            )
+        if row:
+            out[f'{variant}/{loc}'] = dict(row, control=control)
+    return out
 
 
 def summarise(results, args) -> dict:
@@ -497,21 +723,17 @@ def summarise(results, args) -> dict:
     for (variant, loc), runs in results.items():
         row = {}
         for key in KEY_METRICS:
-            values = [r[key] for r in runs.values() if key in r]
+            values = [r[key] for r in runs.values() if _reported(r, key)]
             if values:
                 row[key] = dict(
                     mean=statistics.mean(values),
                     std=statistics.stdev(values) if len(values) > 1 else 0.0,
                     values=values,
                 )
-            base_name = family_baseline(variant)
+            base_name = family_member(variant, 'baseline')
             base = results.get((base_name, loc))
             if values and base is not None and variant != base_name:
-                diffs = [
-                    runs[s][key] - base[s][key]
-                    for s in runs
-                    if s in base and key in base[s] and key in runs[s]
-                ]
+                diffs = paired(runs, base, key)
                 if diffs:
                     row[key]['paired_diff_mean'] = statistics.mean(diffs)
                     row[key]['paired_diff_std'] = (
@@ -564,6 +786,23 @@ def print_table(summary, trivial) -> None:
         print(f'| trivial: {name} | ' + ' | '.join(cells) + ' | - |')
 
 
+def print_verdicts(table: Dict[str, dict]) -> None:
+    """ACR - compute-matched control, paired per seed (see :func:`verdicts`)."""
+    if not table:
+        return
+    heads = ' | '.join(f'ACR - control: {k}' for k in VERDICT_METRICS)
+    print(f'\n| run / localisation | {heads} |')
+    print('|' + '---|' * (len(VERDICT_METRICS) + 1))
+    for name, row in table.items():
+        cells = [
+            f'{row[k]["mean"]:+.2f} +/- {row[k]["std"]:.2f} ({row[k]["verdict"]})'
+            if k in row
+            else '-'
+            for k in VERDICT_METRICS
+        ]
+        print(f'| {name} vs {row["control"]} | ' + ' | '.join(cells) + ' |')
+
+
 def setup(threads: int) -> None:
     """Process set-up of a protocol run: registries, torch threads, logging."""
     # mmseg's registries as default scope even when every run is cached (no
@@ -577,12 +816,14 @@ def main() -> None:
     args = parse_args()
     setup(args.threads)
     start = time.perf_counter()
-    ckpt = None if args.no_pretrain else pretrain(args)
+    bench = BENCHMARKS[args.benchmark]
+    options = data_root_options(args.data_root)
+    ckpt = None if args.no_pretrain else pretrain(args, bench['pretrain'], options)
     results: Dict[tuple, Dict[int, dict]] = {}
     for seed in args.seeds:
         for variant in args.variants:
             t0 = time.perf_counter()
-            out = run_variant(variant, seed, args, ckpt)
+            out = run_variant(variant, seed, args, ckpt, cfg_options=options)
             for loc, res in out.items():
                 results.setdefault((variant, loc), {})[seed] = res
             print(
@@ -593,11 +834,15 @@ def main() -> None:
                 f'({time.perf_counter() - t0:.0f} s)',
                 flush=True,
             )
-    trivial = trivial_baselines(args)
+    trivial = trivial_baselines(args, bench['trivial'], options)
     summary = summarise(results, args)
     print_table(summary, trivial)
+    against_control = verdicts(results)
+    print_verdicts(against_control)
     report = dict(
+        benchmark=args.benchmark,
         summary=summary,
+        verdicts=against_control,
         trivial=trivial,
         seeds=args.seeds,
         iters=args.iters,

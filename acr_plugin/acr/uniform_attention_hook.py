@@ -39,7 +39,11 @@ class UniformAttention:
 
     @staticmethod
     def _uniform(module: nn.Module, args: tuple, output: torch.Tensor):
-        return torch.full_like(output, 1.0 / output.shape[-1])
+        # a leaf that takes gradients while autograd records, so a gradient
+        # w.r.t. the attention probabilities (ClsTokenGradCAMHead) still
+        # exists; nothing flows back to q and k either way
+        uniform = torch.full_like(output, 1.0 / output.shape[-1])
+        return uniform.requires_grad_(torch.is_grad_enabled())
 
     def __enter__(self) -> 'UniformAttention':
         for site in self.sites:

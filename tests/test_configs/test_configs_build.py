@@ -135,8 +135,9 @@ def test_acr_config_wraps_its_baseline_unchanged(path):
 
 SYN = '_tiny-p8_1xb64-600it_synthetic-64x64.py'
 SYN_TOCO = '_tiny-p8_1xb32-600it_synthetic-64x64.py'
+FASHION = '_tiny-r-p8_1xb64-600it_fashion-mnist-64x64.py'
 UNIFORM_HOOK = dict(type='UniformAttentionHook', module='backbone')
-#: the synthetic ablation's configs (benchmarks/synthetic_ablation.py):
+#: the ablations' configs (benchmarks/synthetic_ablation.py, both benchmarks):
 #: config -> (its parent, the settings it changes: dotted key -> value)
 ABLATIONS = {
     f'acr/acr-alpha0_vit-cam{SYN}': (
@@ -177,6 +178,14 @@ ABLATIONS = {
     ),
     f'acr/uniform-attn_mctformer-v2{SYN}': (
         f'mctformer/mctformer-v2{SYN}',
+        {'custom_hooks': [UNIFORM_HOOK]},
+    ),
+    f'acr/acr-alpha0_vit-cam{FASHION}': (
+        f'acr/acr_vit-cam{FASHION}',
+        {'model.acr_loss': None},
+    ),
+    f'acr/uniform-attn_vit-cam{FASHION}': (
+        f'vit_cam/vit-cam{FASHION}',
         {'custom_hooks': [UNIFORM_HOOK]},
     ),
 }

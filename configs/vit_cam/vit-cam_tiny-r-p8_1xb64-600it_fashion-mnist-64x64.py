@@ -1,11 +1,12 @@
 # ViT-CAM on the Fashion-MNIST WSSS benchmark (real item pixels, 10 classes):
-# the tiny patch-8 ViT of the synthetic benchmark, trains in minutes on CPU.
+# a tiny hybrid ViT (convolutional stem + 4 blocks, 8x8-pixel tokens), trains in
+# minutes on CPU.
 # Start from the Fashion-MNIST pretraining checkpoint
-# (vit-cls_tiny-p8_1xb64-1200it_fashion-mnist-pretrain-64x64.py) with
+# (vit-cls_tiny-r-p8_1xb64-2400it_fashion-mnist-pretrain-64x64.py) with
 #   --cfg-options model.backbone.init_cfg.type=Pretrained \
-#       model.backbone.init_cfg.checkpoint=work_dirs/fashion_mnist_pretrain/iter_1200.pth
+#       model.backbone.init_cfg.checkpoint=work_dirs/fashion_mnist_pretrain/iter_2400.pth
 _base_ = [
-    '../_base_/models/vit_cam_tiny-p8.py',
+    '../_base_/models/vit_cam_tiny-r-p8.py',
     '../_base_/datasets/fashion_mnist_wsss.py',
     '../_base_/default_runtime.py',
     '../_base_/schedules/synthetic_onecycle_600it.py',
