@@ -38,7 +38,10 @@ best-threshold CAM mIoU, mIoU at the configured threshold, head/body recall,
 background FP, body (and head) recall at a 10 % background-FP budget, area
 under the body-recall / bg-FP curve, classification F1 of the token and patch
 heads, per-layer normalised attention entropy, wall time. Then mean +/- std
-over seeds and paired differences against the baseline of the same seed. Two
+over seeds and paired differences against the baseline of the same seed, and
+for every run with an ACR loss the paired difference to the compute-matched
+two-view control of its model with a verdict (``helps`` / ``hurts`` beyond 2
+standard deviations of the paired differences, else ``no effect``). Two
 trivial predictors (all background; whole image = image labels) are scored by
 the same metric.
 
