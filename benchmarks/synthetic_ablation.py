@@ -430,6 +430,17 @@ def prepare_cfg(
     return cfg
 
 
+def pretrain_checkpoint(
+    args, config: str = PRETRAIN_CFG, cfg_options: Optional[dict] = None
+) -> str:
+    """Where :func:`pretrain` keeps the checkpoint of ``config``: under the
+    config's name and digest, so a changed config is trained again."""
+    stem = osp.splitext(osp.basename(config))[0]
+    tag = config_digest(config, cfg_options)
+    work = osp.join(args.work_dir, 'pretrain', f'{stem}_{tag}')
+    return osp.join(work, f'iter_{args.pretrain_iters}.pth')
+
+
 def pretrain(
     args, config: str = PRETRAIN_CFG, cfg_options: Optional[dict] = None
 ) -> str:
@@ -438,12 +449,10 @@ def pretrain(
 
     The number of images, batch and validation images are the config's.
     """
-    stem = osp.splitext(osp.basename(config))[0]
-    tag = config_digest(config, cfg_options)
-    work = osp.join(args.work_dir, 'pretrain', f'{stem}_{tag}')
-    ckpt = osp.join(work, f'iter_{args.pretrain_iters}.pth')
+    ckpt = pretrain_checkpoint(args, config, cfg_options)
     if osp.isfile(ckpt):
         return ckpt
+    work = osp.dirname(ckpt)
     cfg = prepare_cfg(config, work, args, 0, args.pretrain_iters, cfg_options)
     for key in ('train_dataloader', 'val_dataloader'):
         source = Config.fromfile(osp.join(ROOT, config))[key]
