@@ -454,10 +454,12 @@ def pretrain(
         return ckpt
     work = osp.dirname(ckpt)
     cfg = prepare_cfg(config, work, args, 0, args.pretrain_iters, cfg_options)
+    source = Config.fromfile(osp.join(ROOT, config))
+    if cfg_options:
+        source.merge_from_dict(cfg_options)
     for key in ('train_dataloader', 'val_dataloader'):
-        source = Config.fromfile(osp.join(ROOT, config))[key]
-        cfg[key].dataset.num_samples = source.dataset.num_samples
-        cfg[key].batch_size = source.batch_size
+        cfg[key].dataset.num_samples = source[key].dataset.num_samples
+        cfg[key].batch_size = source[key].batch_size
     runner = Runner.from_cfg(cfg)
     runner.train()
     return ckpt
