@@ -14,7 +14,7 @@ import sys
 
 from tests.scripts import ROOT
 
-CHILD_TESTS = '''
+CHILD_TESTS = """
 import os
 
 
@@ -25,7 +25,7 @@ def test_passes(tmp_path):
 def test_fails(tmp_path):
     (tmp_path / 'checkpoint.pth').write_bytes(b'0' * 1024)
     assert False, 'kept for inspection'
-'''
+"""
 
 
 def test_passing_tests_tmp_path_is_deleted_failing_kept(tmp_path):
@@ -33,11 +33,23 @@ def test_passing_tests_tmp_path_is_deleted_failing_kept(tmp_path):
     basetemp = tmp_path / 'basetemp'
     run = subprocess.run(
         [
-            sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-            '-c', osp.join(ROOT, 'pyproject.toml'), '--rootdir', str(tmp_path),
-            f'--basetemp={basetemp}', str(tmp_path / 'test_child.py'),
+            sys.executable,
+            '-m',
+            'pytest',
+            '-q',
+            '-p',
+            'no:cacheprovider',
+            '-c',
+            osp.join(ROOT, 'pyproject.toml'),
+            '--rootdir',
+            str(tmp_path),
+            f'--basetemp={basetemp}',
+            str(tmp_path / 'test_child.py'),
         ],
-        capture_output=True, text=True, cwd=str(tmp_path), timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=120,
     )
     assert run.returncode == 1, run.stdout + run.stderr
     assert '1 failed, 1 passed' in run.stdout, run.stdout
