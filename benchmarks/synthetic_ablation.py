@@ -30,7 +30,10 @@ file (the ablations are ``configs/acr/acr-<ablation>_*`` and
   benchmark of real item pixels (docs/fashion_mnist.md), pretrained on its own
   twin: ``fm_baseline``, ``fm_two_view`` (compute-matched), ``fm_uniform_attn``
   and ``fm_acr`` (official ACR, alpha 10; ``--alpha 125`` for the published
-  weight). Its items have no part annotation: ``body_*`` is the whole item.
+  weight), and the same four rows for ToCo (``fm_toco_*``) and MCTformer-V2
+  (``fm_mct_*``, 10 class tokens, evaluated with its own maps and the
+  gradient head) on the same backbone. Its items have no part annotation:
+  ``body_*`` is the whole item.
 
 Each trained model is evaluated with its patch CAM and, for the variants in
 ``--grad-head``, with the class-token-gradient CAM head. Reported per run:
@@ -115,6 +118,7 @@ ACR_MCT1_CFG = 'configs/acr/acr_mctformer-v1_tiny-p8_1xb64-600it_synthetic-64x64
 
 #: the Fashion-MNIST benchmark (docs/fashion_mnist.md): its own pretraining twin
 FM = '_tiny-r-p8_1xb64-600it_fashion-mnist-64x64.py'
+FM_TOCO = '_tiny-r-p8_1xb32-600it_fashion-mnist-64x64.py'
 FM_PRETRAIN_CFG = (
     'configs/vit_cam/vit-cls_tiny-r-p8_1xb64-2400it_fashion-mnist-pretrain-64x64.py'
 )
@@ -194,6 +198,54 @@ VARIANTS: Dict[str, dict] = {
         family='fm_vit_cam',
         benchmark='fashion_mnist',
     ),
+    'fm_toco_baseline': dict(
+        config=f'configs/toco/toco{FM_TOCO}',
+        family='fm_toco',
+        baseline=True,
+        benchmark='fashion_mnist',
+    ),
+    'fm_toco_two_view': dict(
+        config=f'configs/acr/acr-alpha0_toco{FM_TOCO}',
+        family='fm_toco',
+        benchmark='fashion_mnist',
+        control=True,
+    ),
+    'fm_toco_uniform_attn': dict(
+        config=f'configs/acr/uniform-attn_toco{FM_TOCO}',
+        family='fm_toco',
+        benchmark='fashion_mnist',
+    ),
+    'fm_toco_acr': dict(
+        config=f'configs/acr/acr_toco{FM_TOCO}',
+        family='fm_toco',
+        benchmark='fashion_mnist',
+    ),
+    'fm_mct_baseline': dict(
+        config=f'configs/mctformer/mctformer-v2{FM}',
+        family='fm_mctformer',
+        baseline=True,
+        benchmark='fashion_mnist',
+        grad_head=MCT_GRAD_HEAD,
+    ),
+    'fm_mct_two_view': dict(
+        config=f'configs/acr/acr-alpha0_mctformer-v2{FM}',
+        family='fm_mctformer',
+        benchmark='fashion_mnist',
+        control=True,
+        grad_head=MCT_GRAD_HEAD,
+    ),
+    'fm_mct_uniform_attn': dict(
+        config=f'configs/acr/uniform-attn_mctformer-v2{FM}',
+        family='fm_mctformer',
+        benchmark='fashion_mnist',
+        grad_head=MCT_GRAD_HEAD,
+    ),
+    'fm_mct_acr': dict(
+        config=f'configs/acr/acr_mctformer-v2{FM}',
+        family='fm_mctformer',
+        benchmark='fashion_mnist',
+        grad_head=MCT_GRAD_HEAD,
+    ),
 }
 for _spec in VARIANTS.values():
     _spec.setdefault('family', 'vit_cam')
@@ -218,7 +270,20 @@ DEFAULT_VARIANTS = [
     'mct1_two_view',
     'mct1_acr',
 ]
-DEFAULT_FM_VARIANTS = ['fm_baseline', 'fm_two_view', 'fm_uniform_attn', 'fm_acr']
+DEFAULT_FM_VARIANTS = [
+    'fm_baseline',
+    'fm_two_view',
+    'fm_uniform_attn',
+    'fm_acr',
+    'fm_toco_baseline',
+    'fm_toco_two_view',
+    'fm_toco_uniform_attn',
+    'fm_toco_acr',
+    'fm_mct_baseline',
+    'fm_mct_two_view',
+    'fm_mct_uniform_attn',
+    'fm_mct_acr',
+]
 #: variants also evaluated with the gradient head unless --grad-head is given
 DEFAULT_GRAD_HEAD = dict(
     synthetic=[
@@ -229,7 +294,7 @@ DEFAULT_GRAD_HEAD = dict(
         'mct_two_view',
         'mct_acr',
     ],
-    fashion_mnist=['fm_baseline', 'fm_two_view', 'fm_uniform_attn', 'fm_acr'],
+    fashion_mnist=[v for v in DEFAULT_FM_VARIANTS if 'toco' not in v],
 )
 KEY_METRICS = [
     'mIoU_best',

@@ -1,15 +1,12 @@
 # ToCo on the embedded synthetic WSSS benchmark (the CPU twin of the VOC
-# config): ToCo's model config (configs/_base_/models/toco_vit-b16.py) with
-# the tiny ViT of configs/_base_/models/vit_cam_tiny-p8.py (patch 8, 96-d,
-# 4 blocks, 8x8 tokens, random init), aux classifier on block 3 of 4 (index 2,
-# as block 10 of 12), every ToCo part scaled to 64x64 images: decoder dilation
-# 2 (5 would reach past an 8x8 grid), PAR dilations up to 8 at the x0.5 PAR
-# scale, 8 local crops of 24 px (3x3 tokens), narrower decoder / CTC head.
+# config): ToCo's model config on the tiny ViT (configs/_base_/models/
+# toco_tiny-p8.py: patch 8, 96-d, 4 blocks, 8x8 tokens, random init, every ToCo
+# part scaled to 64x64 images).
 # The seg / reg losses start after 10 % of the iterations (VOC: 2k of 20k).
 # The synthetic one-cycle AdamW schedule of the other tiny models (no x10 head
 # lr: the tiny heads train at the same rate as the backbone there).
 _base_ = [
-    '../_base_/models/toco_vit-b16.py',
+    '../_base_/models/toco_tiny-p8.py',
     '../_base_/datasets/synthetic_wsss.py',
     '../_base_/default_runtime.py',
     '../_base_/schedules/synthetic_onecycle_600it.py',
@@ -24,24 +21,6 @@ _base_ = [
 # (benchmarks/toco_twin_speed.py). 32 is also the batch of the synthetic
 # ablation's ToCo runs (benchmarks/synthetic_ablation.py).
 train_dataloader = dict(batch_size=32)
-data_preprocessor = dict(size=None, size_divisor=8, test_cfg=dict(size_divisor=8))
-model = dict(
-    data_preprocessor=data_preprocessor,
-    num_classes=7,
-    backbone=dict(
-        model_name='vit_tiny_patch16_224',
-        img_size=64,
-        model_kwargs=dict(patch_size=8, embed_dim=96, depth=4, num_heads=3),
-        out_indices=(2, 3),
-        init_cfg=None,
-    ),
-    decode_head=dict(in_channels=96, channels=64, dilation=2, num_classes=7),
-    ctc_head=dict(in_channels=96, hidden_channels=256, bottleneck_channels=64,
-                  out_channels=128),
-    par=dict(dilations=(1, 2, 4, 8)),
-    ctc_cfg=dict(local_size=24),
-    test_cfg=dict(seg_scales=(1.0,)),
-)
 val_evaluator = dict(type='WSSSMetric', sub_metrics=[
     dict(type='IoUMetric', iou_metrics=['mIoU']),  # segmentation decoder
     dict(type='CAMMetric', pred_key='cam_seg_logits', prefix='cam',

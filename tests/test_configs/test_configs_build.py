@@ -79,8 +79,11 @@ def test_test_images_of_any_size_are_padded_to_whole_patches(path):
     if preprocessor is None:  # ACR wrapper: the inner model's
         preprocessor = cfg.model.model.data_preprocessor
     model_cfg = cfg.model.get('model', cfg.model)
-    patch = 8 if 'tiny-p8' in path else 16
-    assert model_cfg.backbone.get('model_kwargs', {}).get('patch_size', patch) == patch
+    # token size in pixels; the hybrid ('-r-') embeds 2x2 patches of its
+    # stride-4 convolutional stem's feature map
+    patch = 8 if re.search(r'_tiny(-r)?-p8_', path) else 16
+    embed = patch // 4 if '_tiny-r-' in path else patch
+    assert model_cfg.backbone.get('model_kwargs', {}).get('patch_size', embed) == embed
     from mmseg.structures import SegDataSample
 
     module = MODELS.build(preprocessor)
@@ -136,6 +139,7 @@ def test_acr_config_wraps_its_baseline_unchanged(path):
 SYN = '_tiny-p8_1xb64-600it_synthetic-64x64.py'
 SYN_TOCO = '_tiny-p8_1xb32-600it_synthetic-64x64.py'
 FASHION = '_tiny-r-p8_1xb64-600it_fashion-mnist-64x64.py'
+FASHION_TOCO = '_tiny-r-p8_1xb32-600it_fashion-mnist-64x64.py'
 UNIFORM_HOOK = dict(type='UniformAttentionHook', module='backbone')
 #: the ablations' configs (benchmarks/synthetic_ablation.py, both benchmarks):
 #: config -> (its parent, the settings it changes: dotted key -> value)
@@ -186,6 +190,22 @@ ABLATIONS = {
     ),
     f'acr/uniform-attn_vit-cam{FASHION}': (
         f'vit_cam/vit-cam{FASHION}',
+        {'custom_hooks': [UNIFORM_HOOK]},
+    ),
+    f'acr/acr-alpha0_toco{FASHION_TOCO}': (
+        f'acr/acr_toco{FASHION_TOCO}',
+        {'model.acr_loss': None},
+    ),
+    f'acr/uniform-attn_toco{FASHION_TOCO}': (
+        f'toco/toco{FASHION_TOCO}',
+        {'custom_hooks': 'APPEND'},
+    ),
+    f'acr/acr-alpha0_mctformer-v2{FASHION}': (
+        f'acr/acr_mctformer-v2{FASHION}',
+        {'model.acr_loss': None},
+    ),
+    f'acr/uniform-attn_mctformer-v2{FASHION}': (
+        f'mctformer/mctformer-v2{FASHION}',
         {'custom_hooks': [UNIFORM_HOOK]},
     ),
 }

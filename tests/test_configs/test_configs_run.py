@@ -37,6 +37,7 @@ import glob
 import os
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
 from typing import List
@@ -223,6 +224,15 @@ def test_every_config_is_covered():
 @pytest.mark.slow
 @pytest.mark.parametrize('config', CONFIGS, ids=config_id)
 def test_config_trains_and_tests(config: str, data_root: str, tmp_path) -> None:
+    train_and_test(config, data_root, tmp_path)
+    # A passing run's checkpoint goes (a failing one's stays for inspection):
+    # full-size ones are up to 400 MB, over 10 GB for all configs, and pytest
+    # keeps every tmp_path until the session ends (a CI disk filled up).
+    shutil.rmtree(tmp_path / 'work')
+
+
+def train_and_test(config: str, data_root: str, tmp_path) -> None:
+    """Steps 1-3 of the module doc for ``config``."""
     cfg = Config.fromfile(config)
     workdir = data_root
     if is_synthetic(cfg):
