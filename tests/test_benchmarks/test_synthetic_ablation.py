@@ -85,11 +85,18 @@ def test_fashion_mnist_rows_use_its_own_pretraining(tmp_path):
     from acr_plugin.datasets.fashion_mnist import make_tiny_fashion_mnist
 
     data_root = make_tiny_fashion_mnist(str(tmp_path / 'idx'))
-    variants = ['fm_baseline', 'fm_uniform_attn', 'fm_acr']
+    variants = [
+        'fm_baseline',
+        'fm_uniform_attn',
+        'fm_acr',
+        'fm_toco_baseline',
+        'fm_mct_baseline',
+        'fm_mct_acr',
+    ]
     work = tmp_path / 'work'
     args = ['--benchmark', 'fashion_mnist', '--work-dir', str(work)]
     args += ['--variants', *variants, '--seeds', '0', '--data-root', data_root]
-    args += [*TINY_PROTOCOL_ARGS, '--grad-head', 'fm_baseline']
+    args += [*TINY_PROTOCOL_ARGS, '--grad-head', 'fm_baseline', 'fm_mct_acr']
     report = run_benchmark('benchmarks/synthetic_ablation.py', args, timeout=900)
     assert report['benchmark'] == 'fashion_mnist'
     summary = report['summary']
@@ -98,8 +105,18 @@ def test_fashion_mnist_rows_use_its_own_pretraining(tmp_path):
         'fm_baseline/grad',
         'fm_uniform_attn/patch',
         'fm_acr/patch',
+        'fm_toco_baseline/patch',
+        'fm_mct_baseline/patch',
+        'fm_mct_acr/patch',
+        'fm_mct_acr/grad',
     }
+    # paired against the baseline of the same family
     assert 'paired_diff_mean' in summary['fm_acr/patch']['mIoU_best']
+    assert 'paired_diff_mean' in summary['fm_mct_acr/patch']['mIoU_best']
+    # ToCo reports its decoder; every host runs on the hybrid ViT's 4 blocks
+    assert math.isfinite(summary['fm_toco_baseline/patch']['seg_mIoU']['mean'])
+    for name in variants:
+        assert len(summary[f'{name}/patch']['attn_entropy_per_layer']) == 4, name
     assert summary['fm_uniform_attn/patch']['attn_entropy_mean']['mean'] == (
         pytest.approx(1.0, abs=1e-3)
     )
