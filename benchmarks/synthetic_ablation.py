@@ -176,77 +176,47 @@ VARIANTS: Dict[str, dict] = {
         control=True,
     ),
     'mct1_acr': dict(config=ACR_MCT1_CFG, family='mctformer_v1'),
-    'fm_baseline': dict(
-        config=FM_VIT_CAM_CFG,
-        family='fm_vit_cam',
-        baseline=True,
-        benchmark='fashion_mnist',
-    ),
-    'fm_two_view': dict(
-        config=f'configs/acr/acr-alpha0_vit-cam{FM}',
-        family='fm_vit_cam',
-        benchmark='fashion_mnist',
-        control=True,
-    ),
-    'fm_uniform_attn': dict(
-        config=f'configs/acr/uniform-attn_vit-cam{FM}',
-        family='fm_vit_cam',
-        benchmark='fashion_mnist',
-    ),
-    'fm_acr': dict(
-        config=f'configs/acr/acr_vit-cam{FM}',
-        family='fm_vit_cam',
-        benchmark='fashion_mnist',
-    ),
-    'fm_toco_baseline': dict(
-        config=f'configs/toco/toco{FM_TOCO}',
-        family='fm_toco',
-        baseline=True,
-        benchmark='fashion_mnist',
-    ),
-    'fm_toco_two_view': dict(
-        config=f'configs/acr/acr-alpha0_toco{FM_TOCO}',
-        family='fm_toco',
-        benchmark='fashion_mnist',
-        control=True,
-    ),
-    'fm_toco_uniform_attn': dict(
-        config=f'configs/acr/uniform-attn_toco{FM_TOCO}',
-        family='fm_toco',
-        benchmark='fashion_mnist',
-    ),
-    'fm_toco_acr': dict(
-        config=f'configs/acr/acr_toco{FM_TOCO}',
-        family='fm_toco',
-        benchmark='fashion_mnist',
-    ),
-    'fm_mct_baseline': dict(
-        config=f'configs/mctformer/mctformer-v2{FM}',
-        family='fm_mctformer',
-        baseline=True,
-        benchmark='fashion_mnist',
-        grad_head=MCT_GRAD_HEAD,
-    ),
-    'fm_mct_two_view': dict(
-        config=f'configs/acr/acr-alpha0_mctformer-v2{FM}',
-        family='fm_mctformer',
-        benchmark='fashion_mnist',
-        control=True,
-        grad_head=MCT_GRAD_HEAD,
-    ),
-    'fm_mct_uniform_attn': dict(
-        config=f'configs/acr/uniform-attn_mctformer-v2{FM}',
-        family='fm_mctformer',
-        benchmark='fashion_mnist',
-        grad_head=MCT_GRAD_HEAD,
-    ),
-    'fm_mct_acr': dict(
-        config=f'configs/acr/acr_mctformer-v2{FM}',
-        family='fm_mctformer',
-        benchmark='fashion_mnist',
-        grad_head=MCT_GRAD_HEAD,
-    ),
 }
+
+
+def fashion_mnist_family(
+    prefix: str, family: str, baseline: str, model: str, suffix: str, **extra
+) -> Dict[str, dict]:
+    """The four Fashion-MNIST rows of one host: ``<prefix>baseline`` (its
+    config ``configs/<baseline><suffix>``), ``<prefix>two_view`` (the
+    compute-matched control), ``<prefix>uniform_attn`` and ``<prefix>acr``
+    (``configs/acr/{acr-alpha0,uniform-attn,acr}_<model><suffix>``)."""
+    common = dict(family=family, benchmark='fashion_mnist', **extra)
+    return {
+        f'{prefix}baseline': dict(
+            config=f'configs/{baseline}{suffix}', baseline=True, **common
+        ),
+        f'{prefix}two_view': dict(
+            config=f'configs/acr/acr-alpha0_{model}{suffix}', control=True, **common
+        ),
+        f'{prefix}uniform_attn': dict(
+            config=f'configs/acr/uniform-attn_{model}{suffix}', **common
+        ),
+        f'{prefix}acr': dict(config=f'configs/acr/acr_{model}{suffix}', **common),
+    }
+
+
+VARIANTS.update(
+    fashion_mnist_family('fm_', 'fm_vit_cam', 'vit_cam/vit-cam', 'vit-cam', FM)
+)
+VARIANTS.update(
+    fashion_mnist_family('fm_toco_', 'fm_toco', 'toco/toco', 'toco', FM_TOCO)
+)
+VARIANTS.update(
+    fashion_mnist_family(
+        'fm_mct_',
+        'fm_mctformer',
+        'mctformer/mctformer-v2',
+        'mctformer-v2',
+        FM,
+        grad_head=MCT_GRAD_HEAD,
+    )
+)
 for _spec in VARIANTS.values():
     _spec.setdefault('family', 'vit_cam')
     _spec.setdefault('benchmark', 'synthetic')
